@@ -1,0 +1,357 @@
+"""The ASGI application: TAXII 2.1 routes (spec sections cited per route) over ``cutout.service``.
+
+Every party sees one API root with two collections of its own, ``outbox`` and ``inbox``. Paths are
+answered with or without their trailing slash. Nothing here decides policy; it parses, authenticates,
+negotiates media types and shapes responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cutout.api.errors import TAXII_MEDIA, error_body, error_response
+from cutout.errors import (
+    AuthError,
+    BadRequest,
+    CutoutError,
+    InvalidContent,
+    NotAcceptable,
+    NotFound,
+    TooLarge,
+    UnsupportedMediaType,
+)
+from cutout.model.timestamps import format_us, parse_us
+from cutout.service import Exchange, Page, Party
+from cutout.settings import Settings
+from cutout.store.sql import PageQuery
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("cutout.api")
+
+_STIX_TYPES = {"application/taxii+json", "application/stix+json", "application/vnd.oasis.stix+json"}
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _media(value: str) -> tuple[str, dict[str, str]]:
+    kind, _, rest = value.partition(";")
+    params: dict[str, str] = {}
+    for part in rest.split(";"):
+        name, _, val = part.partition("=")
+        if name.strip():
+            params[name.strip().lower()] = val.strip().strip('"')
+    return kind.strip().lower(), params
+
+
+def _check_accept(request: Request) -> None:
+    """§1.6.8: a client asks for application/taxii+json;version=2.1; the bare type means the latest."""
+    accept = request.headers.get("accept")
+    if not accept:
+        return
+    for item in accept.split(","):
+        kind, params = _media(item)
+        if kind in ("*/*", "application/*"):
+            return
+        if kind == "application/taxii+json" and params.get("version", "2.1") == "2.1":
+            return
+    raise NotAcceptable("this server speaks application/taxii+json;version=2.1 only")
+
+
+def _check_content_type(request: Request) -> None:
+    kind, params = _media(request.headers.get("content-type", ""))
+    if kind not in _STIX_TYPES or params.get("version", "2.1") != "2.1":
+        raise UnsupportedMediaType(
+            "send the envelope as application/taxii+json;version=2.1 (or application/stix+json;version=2.1)"
+        )
+
+
+def _credentials(request: Request) -> tuple[str | None, str]:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer" and value:
+        return None, value
+    if scheme == "basic" and value:
+        try:
+            user, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise AuthError("malformed Basic credentials") from exc
+        if sep and password:
+            return user, password
+    raise AuthError("send HTTP Basic (party name and token) or a Bearer token")
+
+
+def _parse_query(request: Request, settings: Settings, versions_default: tuple[str, ...] = ("last",)) -> PageQuery:
+    """TAXII filters (§3.4): added_after, limit, match[id|type|version|spec_version]; 400 on anything malformed."""
+    params = request.query_params
+
+    def listed(name: str) -> tuple[str, ...]:
+        out: list[str] = []
+        for raw in params.getlist(name):
+            out.extend(v.strip() for v in raw.split(",") if v.strip())
+        return tuple(dict.fromkeys(out))
+
+    after = -1
+    if "added_after" in params:
+        after = parse_us(params["added_after"])
+    limit = settings.page_size
+    if "limit" in params:
+        try:
+            limit = int(params["limit"])
+        except ValueError as exc:
+            raise BadRequest("'limit' must be a positive whole number") from exc
+        if limit < 1:
+            raise BadRequest("'limit' must be a positive whole number")
+        limit = min(limit, settings.max_page_size)
+    versions: list[str] = []
+    for v in listed("match[version]"):
+        if v in ("first", "last", "all"):
+            versions.append(v)
+        else:
+            versions.append(str(parse_us(v)))
+    spec_versions = listed("match[spec_version]")
+    for sv in spec_versions:
+        if sv not in ("2.0", "2.1"):
+            raise BadRequest(f"match[spec_version] must be 2.0 or 2.1, not {sv[:20]!r}")
+    return PageQuery(
+        after=after,
+        ids=listed("match[id]"),
+        types=listed("match[type]"),
+        versions=tuple(versions) or versions_default,
+        spec_versions=spec_versions,
+        limit=limit,
+    )
+
+
+def _taxii(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type=TAXII_MEDIA, headers=headers)
+
+
+def _date_headers(page: Page) -> dict[str, str]:
+    if not page.rows:
+        return {}
+    return {
+        "X-TAXII-Date-Added-First": page.first_added or "",
+        "X-TAXII-Date-Added-Last": page.last_added or "",
+    }
+
+
+def _envelope_head(page: Page) -> bytes:
+    head = b'{"more":true' if page.more else b'{"more":false'
+    if page.next:
+        head += b',"next":' + orjson.dumps(page.next)
+    return head
+
+
+def parse_envelope(body: bytes) -> list[Any]:
+    """The objects of a TAXII envelope or a STIX bundle; refused whole if it is anything else."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidContent("the body must be a TAXII envelope (an object with 'objects') or a STIX bundle")
+    objects = doc.get("objects")
+    if not isinstance(objects, list):
+        raise InvalidContent("the envelope has no 'objects' list")
+    if not objects:
+        raise InvalidContent("the envelope holds no objects")
+    return objects
+
+
+def create_app(settings: Settings, exchange: Exchange | None = None, *, run_scheduler: bool = True) -> Starlette:
+    """The ASGI app. Opens the exchange from ``settings`` unless one is given."""
+    ex = exchange or Exchange.open(settings)
+    root = f"/{settings.api_root}"
+
+    def guarded(handler: Callable[[Request, Party], Awaitable[Response]]) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            try:
+                _check_accept(request)
+                name, token = _credentials(request)
+                party = await run_in_threadpool(ex.authenticate, name, token)
+                return await handler(request, party)
+            except CutoutError as exc:
+                return error_response(exc)
+
+        return endpoint
+
+    # §4.1 server discovery
+    async def discovery(request: Request, party: Party) -> Response:
+        base = str(request.base_url).rstrip("/")
+        return _taxii(
+            orjson.dumps(
+                {
+                    "title": ex.identity["name"],
+                    "description": "cutout intelligence exchange (TAXII 2.1)",
+                    "default": f"{base}{root}/",
+                    "api_roots": [f"{base}{root}/"],
+                }
+            )
+        )
+
+    # §4.2 API root information
+    async def api_root(request: Request, party: Party) -> Response:
+        return _taxii(
+            orjson.dumps(
+                {
+                    "title": "exchange",
+                    "description": "Your outbox and your inbox.",
+                    "versions": [TAXII_MEDIA],
+                    "max_content_length": settings.max_content_length,
+                }
+            )
+        )
+
+    # §4.3 status
+    async def status(request: Request, party: Party) -> Response:
+        return _taxii(await run_in_threadpool(ex.status, party, request.path_params["status_id"]))
+
+    # §5.1 collections
+    async def collections(request: Request, party: Party) -> Response:
+        found = await run_in_threadpool(ex.collections, party)
+        return _taxii(orjson.dumps({"collections": [c.describe() for c in found]}))
+
+    # §5.2 one collection
+    async def collection(request: Request, party: Party) -> Response:
+        coll = await run_in_threadpool(ex.collection, party, request.path_params["coll"])
+        return _taxii(orjson.dumps(coll.describe()))
+
+    async def _page(request: Request, party: Party, stix_id: str | None, versions: tuple[str, ...]) -> Page:
+        q = _parse_query(request, settings, versions)
+        token = request.query_params.get("next")
+        return await run_in_threadpool(ex.page, party, request.path_params["coll"], q, token, stix_id)
+
+    # §5.4 get objects / §5.5 add objects
+    async def objects(request: Request, party: Party) -> Response:
+        if request.method == "POST":
+            return await add_objects(request, party)
+        page = await _page(request, party, None, ("last",))
+        body = _envelope_head(page) + b',"objects":[' + b",".join(bytes(r.body) for r in page.rows) + b"]}"
+        return _taxii(body, headers=_date_headers(page))
+
+    async def add_objects(request: Request, party: Party) -> Response:
+        _check_content_type(request)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > settings.max_content_length:
+            raise TooLarge(f"the body is over the API root's max_content_length ({settings.max_content_length} bytes)")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.max_content_length:
+                raise TooLarge(
+                    f"the body is over the API root's max_content_length ({settings.max_content_length} bytes)"
+                )
+            chunks.append(chunk)
+        objs = parse_envelope(b"".join(chunks))
+        result = await run_in_threadpool(ex.submit, party, request.path_params["coll"], objs)
+        return _taxii(orjson.dumps(result), status=202)
+
+    # §5.6 get an object
+    async def one_object(request: Request, party: Party) -> Response:
+        page = await _page(request, party, request.path_params["obj"], ("last",))
+        if not page.rows:
+            raise NotFound("no such object")
+        body = _envelope_head(page) + b',"objects":[' + b",".join(bytes(r.body) for r in page.rows) + b"]}"
+        return _taxii(body, headers=_date_headers(page))
+
+    # §5.8 object versions
+    async def versions(request: Request, party: Party) -> Response:
+        page = await _page(request, party, request.path_params["obj"], ("all",))
+        if not page.rows:
+            raise NotFound("no such object")
+        listing = [r.version or format_us(r.date_added) for r in page.rows]
+        body = _envelope_head(page) + b',"versions":' + orjson.dumps(listing) + b"}"
+        return _taxii(body, headers=_date_headers(page))
+
+    # §5.3 manifest
+    async def manifest(request: Request, party: Party) -> Response:
+        page = await _page(request, party, None, ("last",))
+        entries = [
+            {
+                "id": r.stix_id,
+                "date_added": format_us(r.date_added),
+                "version": r.version or format_us(r.date_added),
+                "media_type": "application/stix+json;version=2.1",
+            }
+            for r in page.rows
+        ]
+        body = _envelope_head(page) + b',"objects":' + orjson.dumps(entries) + b"}"
+        return _taxii(body, headers=_date_headers(page))
+
+    def both(path: str, handler: Callable[[Request, Party], Awaitable[Response]], methods: list[str]) -> list[Route]:
+        endpoint = guarded(handler)
+        return [Route(path + "/", endpoint, methods=methods), Route(path, endpoint, methods=methods)]
+
+    coll = root + "/collections/{coll}"
+    routes = [
+        *both("/taxii2", discovery, ["GET"]),
+        *both(root, api_root, ["GET"]),
+        *both(root + "/status/{status_id}", status, ["GET"]),
+        *both(root + "/collections", collections, ["GET"]),
+        *both(coll, collection, ["GET"]),
+        *both(coll + "/objects", objects, ["GET", "POST"]),
+        *both(coll + "/objects/{obj}", one_object, ["GET"]),
+        *both(coll + "/objects/{obj}/versions", versions, ["GET"]),
+        *both(coll + "/manifest", manifest, ["GET"]),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        code = exc.status_code if isinstance(exc, HTTPException) else 500
+        title = {404: "Not found", 405: "Method not allowed"}.get(code, "Error")
+        return _taxii(error_body(code, title, title.lower(), title.lower().replace(" ", "-")), status=code)
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _taxii(
+            error_body(500, "Internal error", "the exchange could not complete the request", "internal"),
+            status=500,
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(_scheduler(ex, settings.scheduler_interval)) if run_scheduler else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if exchange is None:
+                ex.close()
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
+        lifespan=lifespan,
+    )
+    app.state.exchange = ex
+    return app
+
+
+async def _scheduler(ex: Exchange, interval: float) -> None:
+    """Release held items when their time comes. Any node may run it; the store serialises the work."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            while await run_in_threadpool(ex.release_due) >= 1000:
+                pass
+        except Exception:
+            log.exception("release run failed; will try again")

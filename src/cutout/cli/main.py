@@ -1,0 +1,370 @@
+"""The ``cutout`` command. Every command takes ``--json`` for scripts; errors print without a traceback."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from cutout.errors import CutoutError, InvalidContent
+from cutout.settings import load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["main"]
+
+
+def _emit(ctx_json: bool, data: Any, human: str) -> None:
+    if ctx_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=False))
+    else:
+        click.echo(human)
+
+
+def _fail(exc: CutoutError, as_json: bool) -> None:
+    problems = [p.as_dict() for p in exc.problems] if isinstance(exc, InvalidContent) else []
+    if as_json:
+        click.echo(json.dumps({"error": {"code": exc.code, "message": exc.message, "problems": problems}}, indent=2))
+    else:
+        click.echo(f"error: {exc.message}", err=True)
+        for p in problems:
+            click.echo(f"  object {p['index']} ({p['id']}): {p['message']}", err=True)
+    sys.exit(1)
+
+
+def command(fn: F) -> F:
+    """Adds ``--json`` and turns CutoutError into a clean message and exit status 1."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, as_json: bool, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, as_json=as_json, **kwargs)
+        except CutoutError as exc:
+            _fail(exc, as_json)
+
+    return wrapper  # type: ignore[return-value]
+
+
+data_option = click.option(
+    "--data",
+    "data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The broker's folder (default: $CUTOUT_DATA, else ./cutout-data).",
+)
+db_option = click.option("--db", "db", default=None, help="Database URL (default: SQLite in the data folder).")
+
+
+def _settings(data: Path | None, **overrides: Any) -> Any:
+    return load_settings(data, overrides)
+
+
+def _exchange(data: Path | None, db: str | None = None) -> Any:
+    from cutout.service import Exchange
+
+    return Exchange.open(_settings(data, database_url=db))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cutout")
+def main() -> None:
+    """cutout: an intelligence exchange between parties who must not deal with each other directly."""
+
+
+@main.command()
+@data_option
+@db_option
+@click.option("--name", default="cutout exchange", show_default=True, help="The broker's STIX identity name.")
+@command
+def init(data: Path | None, db: str | None, name: str, as_json: bool) -> None:
+    """Create a broker: database, STIX identity and secret keys. Never overwrites one."""
+    from cutout.service import Exchange
+
+    settings = _settings(data, database_url=db)
+    identity = Exchange.init(settings, name)
+    _emit(
+        as_json,
+        {"data_dir": str(settings.data_dir), "identity": identity},
+        f"broker {identity['name']!r} created in {settings.data_dir}\nidentity: {identity['id']}",
+    )
+
+
+# -- parties ------------------------------------------------------------------------------------------------
+@main.group()
+def party() -> None:
+    """Register, list, revoke and re-key parties."""
+
+
+@party.command("add")
+@click.argument("name")
+@click.option("--provider", is_flag=True, help="May submit intelligence.")
+@click.option("--consumer", is_flag=True, help="May receive intelligence and send feedback.")
+@data_option
+@db_option
+@command
+def party_add(name: str, provider: bool, consumer: bool, data: Path | None, db: str | None, as_json: bool) -> None:
+    """Add a party and print its API token (shown once; only a hash is kept)."""
+    info, token = _exchange(data, db).add_party(name, provider, consumer)
+    _emit(
+        as_json,
+        {"party": info, "token": token},
+        f"party {info['name']!r} added ({', '.join(info['roles'])})\ntoken: {token}\n"
+        "Give the token to the party now: it is not shown again.",
+    )
+
+
+def _party_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no parties"
+    lines = [f"{'NAME':<30} {'ROLES':<18} {'CREATED':<25} REVOKED"]
+    for r in rows:
+        lines.append(f"{r['name']:<30} {','.join(r['roles']):<18} {r['created']:<25} {r['revoked'] or '-'}")
+    return "\n".join(lines)
+
+
+@party.command("list")
+@data_option
+@db_option
+@command
+def party_list(data: Path | None, db: str | None, as_json: bool) -> None:
+    """List parties."""
+    rows = _exchange(data, db).list_parties()
+    _emit(as_json, {"parties": rows}, _party_table(rows))
+
+
+@party.command("revoke")
+@click.argument("name")
+@data_option
+@db_option
+@command
+def party_revoke(name: str, data: Path | None, db: str | None, as_json: bool) -> None:
+    """Revoke a party: its token stops working and nothing more is released to it."""
+    info = _exchange(data, db).revoke_party(name)
+    _emit(as_json, {"party": info}, f"party {name!r} revoked")
+
+
+@party.command("rotate")
+@click.argument("name")
+@data_option
+@db_option
+@command
+def party_rotate(name: str, data: Path | None, db: str | None, as_json: bool) -> None:
+    """Give a party a new token; the old one stops working at once."""
+    info, token = _exchange(data, db).rotate_party(name)
+    _emit(as_json, {"party": info, "token": token}, f"new token for {name!r}: {token}")
+
+
+# -- agreements ---------------------------------------------------------------------------------------------
+@main.group()
+def agreement() -> None:
+    """Set which provider reaches which consumer, on what scope and with what delay."""
+
+
+@agreement.command("add")
+@click.option("--from", "provider", required=True, help="The provider's party name.")
+@click.option("--to", "consumer", required=True, help="The consumer's party name.")
+@click.option("--types", default=None, help="Comma-separated STIX types (default: every type the exchange releases).")
+@click.option("--tlp-max", default="amber", show_default=True, help="clear, green, amber, amber+strict or red.")
+@click.option("--area", default=None, help="MINLON,MINLAT,MAXLON,MAXLAT: objects with coordinates must lie inside.")
+@click.option("--delay", default=0, show_default=True, type=int, help="Seconds to hold each object before release.")
+@data_option
+@db_option
+@command
+def agreement_add(
+    provider: str,
+    consumer: str,
+    types: str | None,
+    tlp_max: str,
+    area: str | None,
+    delay: int,
+    data: Path | None,
+    db: str | None,
+    as_json: bool,
+) -> None:
+    """Add an agreement: objects flow from --from to --to while it matches them."""
+    info = _exchange(data, db).add_agreement(
+        provider, consumer, None if types is None else types.split(","), tlp_max, area, delay
+    )
+    _emit(as_json, {"agreement": info}, f"agreement {info['id']} added: {_agreement_line(info)}")
+
+
+def _agreement_line(a: dict[str, Any]) -> str:
+    types = ",".join(a["types"]) if a["types"] else "all released types"
+    area = ",".join(f"{v:g}" for v in a["area"]) if a["area"] else "anywhere"
+    ended = f" (ended {a['ended']})" if a["ended"] else ""
+    return f"{a['from']} -> {a['to']}: {types}; TLP up to {a['tlp_max']}; area {area}; delay {a['delay']}s{ended}"
+
+
+@agreement.command("list")
+@click.option("--all", "include_ended", is_flag=True, help="Include ended agreements.")
+@data_option
+@db_option
+@command
+def agreement_list(include_ended: bool, data: Path | None, db: str | None, as_json: bool) -> None:
+    """List agreements."""
+    rows = _exchange(data, db).list_agreements(include_ended)
+    human = "\n".join(f"{a['id']:>4}  {_agreement_line(a)}" for a in rows) or "no agreements"
+    _emit(as_json, {"agreements": rows}, human)
+
+
+@agreement.command("end")
+@click.argument("agreement_id", type=int)
+@data_option
+@db_option
+@command
+def agreement_end(agreement_id: int, data: Path | None, db: str | None, as_json: bool) -> None:
+    """End an agreement: nothing more flows under it, held items included."""
+    info = _exchange(data, db).end_agreement(agreement_id)
+    _emit(as_json, {"agreement": info}, f"agreement {agreement_id} ended")
+
+
+# -- running ------------------------------------------------------------------------------------------------
+@main.command()
+@data_option
+@db_option
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port to listen on (default 8700).")
+@command
+def serve(data: Path | None, db: str | None, host: str | None, port: int | None, as_json: bool) -> None:
+    """Run the exchange (TAXII 2.1) on uvicorn."""
+    import uvicorn
+
+    from cutout.api import create_app
+
+    settings = _settings(data, database_url=db, host=host, port=port)
+    app = create_app(settings)
+    if as_json:
+        click.echo(json.dumps({"url": f"http://{settings.host}:{settings.port}/taxii2/"}))
+    else:
+        click.echo(f"cutout serving TAXII 2.1 at http://{settings.host}:{settings.port}/taxii2/", err=True)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        server_header=False,
+        date_header=True,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+
+
+# -- the party's own client ---------------------------------------------------------------------------------
+def client_options(fn: F) -> F:
+    fn = click.option("--token", envvar="CUTOUT_TOKEN", default=None, help="API token [$CUTOUT_TOKEN].")(fn)
+    fn = click.option("--party", envvar="CUTOUT_PARTY", default=None, help="Party name [$CUTOUT_PARTY].")(fn)
+    fn = click.option(
+        "--url", envvar="CUTOUT_URL", default=None, help="Exchange URL, e.g. http://host:8700 [$CUTOUT_URL]."
+    )(fn)
+    return fn
+
+
+def _read_objects(path: str) -> list[Any]:
+    from cutout.api.app import parse_envelope
+
+    raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, list):
+        raw = orjson.dumps({"objects": doc})
+    elif isinstance(doc, dict) and "objects" not in doc and "type" in doc:
+        raw = orjson.dumps({"objects": [doc]})
+    return parse_envelope(raw)
+
+
+@main.command()
+@click.argument("file")
+@client_options
+@command
+def send(file: str, url: str | None, party: str | None, token: str | None, as_json: bool) -> None:
+    """Send STIX 2.1 (a bundle, an envelope, a list or one object; FILE or - for stdin) to your outbox."""
+    from cutout.client import Client
+
+    objects = _read_objects(file)
+    with Client(url or "", party or "", token or "") as client:
+        status = client.send(objects)
+    _emit(as_json, status, f"accepted {status['success_count']} of {status['total_count']} objects")
+
+
+@main.command()
+@client_options
+@click.option("--added-after", default=None, help="Only what was added after this time (a previous run's 'last').")
+@click.option("--collection", type=click.Choice(["inbox", "outbox"]), default="inbox", show_default=True)
+@click.option("--out", "out", default=None, help="Write the objects to this file as a STIX bundle.")
+@command
+def receive(
+    url: str | None,
+    party: str | None,
+    token: str | None,
+    added_after: str | None,
+    collection: str,
+    out: str | None,
+    as_json: bool,
+) -> None:
+    """Fetch what is in your inbox (or outbox)."""
+    import uuid
+
+    from cutout.client import Client
+
+    with Client(url or "", party or "", token or "") as client:
+        got = client.receive(collection, added_after)
+    if out:
+        bundle = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": got.objects}
+        Path(out).write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))
+    lines = [f"{o['type']:<16} {o['id']}  {o.get('name', '')}" for o in got.objects]
+    lines.append(f"{len(got.objects)} objects; next time use --added-after {got.last_added or added_after or '-'}")
+    _emit(as_json, {"objects": got.objects, "last": got.last_added}, "\n".join(lines))
+
+
+# -- configuration ------------------------------------------------------------------------------------------
+@main.group()
+def config() -> None:
+    """Inspect settings."""
+
+
+@config.command("check")
+@data_option
+@db_option
+@command
+def config_check(data: Path | None, db: str | None, as_json: bool) -> None:
+    """Validate settings and the broker's files without starting anything."""
+    from cutout.keys import Keys
+    from cutout.store import Store
+
+    settings = _settings(data, database_url=db)
+    Keys.load(settings.data_dir)
+    store = Store(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        if not store.is_initialised():
+            from cutout.errors import NotInitialised
+
+            raise NotInitialised(f"no broker database at {settings.db_url}; run 'cutout init' first")
+    finally:
+        store.close()
+    values = settings.as_dict()
+    _emit(
+        as_json,
+        {"ok": True, "settings": values},
+        "settings OK\n" + "\n".join(f"  {k} = {v}" for k, v in values.items()),
+    )
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary data folder and print where it is.")
+@command
+def demo(keep: bool, as_json: bool) -> None:
+    """Run the whole exchange end to end on a temporary SQLite broker, and check for leaks."""
+    from cutout.demo.run import run_demo
+
+    ok = run_demo(keep=keep, as_json=as_json)
+    sys.exit(0 if ok else 1)

@@ -1,0 +1,1 @@
+"""STIX and TAXII value types: timestamps, markings, type tables, validation."""

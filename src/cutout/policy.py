@@ -1,0 +1,117 @@
+"""Agreements and the decision: which consumers an object may flow to. Fail closed.
+
+An object flows from a provider to a consumer only while an active agreement between them matches it:
+its type is among the agreement's types (all released types when none are listed), its TLP level is at
+most the agreement's ``tlp_max`` (unmarked objects count as the policy's ``unmarked_tlp``), and, where the
+object has coordinates, every one lies in the agreement's area. No agreement, nothing flows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Agreement", "Area", "decide", "parse_area"]
+
+Area = tuple[float, float, float, float]  # min lon, min lat, max lon, max lat
+
+
+@dataclass(frozen=True)
+class Agreement:
+    id: int
+    provider_id: int
+    consumer_id: int
+    types: frozenset[str] | None
+    tlp_max: int
+    area: Area | None
+    delay: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> Agreement:
+        types = None if row.types is None else frozenset(json.loads(row.types))
+        area = None if row.area is None else tuple(float(v) for v in json.loads(row.area))
+        return cls(
+            id=int(row.id),
+            provider_id=int(row.provider_id),
+            consumer_id=int(row.consumer_id),
+            types=types,
+            tlp_max=int(row.tlp_max),
+            area=area,  # type: ignore[arg-type]
+            delay=int(row.delay),
+        )
+
+    def matches(self, obj_type: str, tlp: int, coords: Sequence[tuple[float, float]]) -> bool:
+        if self.types is not None and obj_type not in self.types:
+            return False
+        if tlp > self.tlp_max:
+            return False
+        return self.area is None or all(in_area(self.area, lat, lon) for lat, lon in coords)
+
+
+def in_area(area: Area, lat: float, lon: float) -> bool:
+    min_lon, min_lat, max_lon, max_lat = area
+    if not (min_lat <= lat <= max_lat):
+        return False
+    if min_lon <= max_lon:
+        return min_lon <= lon <= max_lon
+    return lon >= min_lon or lon <= max_lon  # the box crosses the antimeridian
+
+
+def parse_area(text: str) -> Area:
+    """Parse ``MINLON,MINLAT,MAXLON,MAXLAT``."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 4:
+        raise ValueError("an area is MINLON,MINLAT,MAXLON,MAXLAT (four numbers)")
+    try:
+        min_lon, min_lat, max_lon, max_lat = (float(p) for p in parts)
+    except ValueError as exc:
+        raise ValueError(f"an area is four numbers: {text!r}") from exc
+    for lon in (min_lon, max_lon):
+        if not -180 <= lon <= 180:
+            raise ValueError(f"longitude {lon} is outside -180..180")
+    for lat in (min_lat, max_lat):
+        if not -90 <= lat <= 90:
+            raise ValueError(f"latitude {lat} is outside -90..90")
+    if min_lat > max_lat:
+        raise ValueError("MINLAT is greater than MAXLAT")
+    return (min_lon, min_lat, max_lon, max_lat)
+
+
+def coordinates(
+    obj: Mapping[str, Any], locations: Mapping[str, Mapping[str, Any]], tied: Iterable[str] = ()
+) -> list[tuple[float, float]]:
+    """The (lat, lon) points an object is tied to: its own, or those of the locations it names.
+
+    ``locations`` maps location ids (of the same provider) to location objects. A sighting is tied to the
+    locations in its ``where_sighted_refs``, a ``located-at`` relationship to its target, and any object to
+    the extra location ids in ``tied`` (the targets of ``located-at`` relationships from it).
+    """
+    points: list[tuple[float, float]] = []
+    if obj.get("type") == "location":
+        lat, lon = obj.get("latitude"), obj.get("longitude")
+        if isinstance(lat, int | float) and isinstance(lon, int | float):
+            points.append((float(lat), float(lon)))
+    refs: list[Any] = []
+    if obj.get("type") == "sighting":
+        refs.extend(obj.get("where_sighted_refs") or ())
+    if obj.get("type") == "relationship" and obj.get("relationship_type") == "located-at":
+        refs.append(obj.get("target_ref"))
+    refs.extend(tied)
+    for ref in refs:
+        loc = locations.get(ref) if isinstance(ref, str) else None
+        if loc is not None:
+            points.extend(coordinates(loc, {}))
+    return points
+
+
+def decide(
+    agreements: Iterable[Agreement], obj_type: str, tlp: int, coords: Sequence[tuple[float, float]]
+) -> dict[int, int]:
+    """Consumers the object may flow to, each with the shortest delay (seconds) of its matching agreements."""
+    out: dict[int, int] = {}
+    for a in agreements:
+        if a.matches(obj_type, tlp, coords):
+            out[a.consumer_id] = min(a.delay, out.get(a.consumer_id, a.delay))
+    return out

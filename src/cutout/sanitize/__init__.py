@@ -1,0 +1,1 @@
+"""What leaves the broker: per-consumer sanitized copies, and feedback mapped back to providers."""

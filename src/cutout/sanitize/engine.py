@@ -1,0 +1,213 @@
+"""The sanitizer: from a stored object to the copy one reader may see. Default deny.
+
+Only what a profile lists survives, after its treatment; the common properties are rebuilt here (see
+``cutout.sanitize.profiles``). The result is checked with the STIX validator before it may be released:
+a copy that would be invalid is not released at all (fail closed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cutout.model.timestamps import ceil_us, floor_us, format_ms, parse_us
+from cutout.model.tlp import TLP2_IDS
+from cutout.model.validate import Validator
+from cutout.sanitize.ids import sco_id
+from cutout.sanitize.profiles import PROFILES, T, TypeProfile
+from cutout.sanitize.redact import Redactor
+
+__all__ = [
+    "FEEDBACK_PROFILES",
+    "PUBLIC_KILL_CHAINS",
+    "PUBLIC_REGISTRIES",
+    "Sanitizer",
+    "bucket_count",
+    "quantise_confidence",
+]
+
+#: external_references kept only from these public registries, only as source_name + external_id, and only
+#: when the id has the registry's own form (so nothing else can be smuggled in it)
+_REGISTRY_IDS = {
+    "cve": re.compile(r"CVE-\d{4}-\d{4,7}"),
+    "capec": re.compile(r"CAPEC-\d{1,6}"),
+    "cwe": re.compile(r"CWE-\d{1,6}"),
+    "mitre-attack": re.compile(r"(?:T\d{4}(?:\.\d{3})?|TA\d{4}|[SGMC]\d{4}|DS\d{4})"),
+    "mitre-mobile-attack": re.compile(r"(?:T\d{4}(?:\.\d{3})?|TA\d{4}|[SGMC]\d{4})"),
+    "mitre-ics-attack": re.compile(r"(?:T\d{4}(?:\.\d{3})?|TA\d{4}|[SGMC]\d{4})"),
+}
+PUBLIC_REGISTRIES = frozenset(_REGISTRY_IDS)
+PUBLIC_KILL_CHAINS = frozenset({"mitre-attack", "lockheed-martin-cyber-kill-chain"})
+
+#: what of a consumer's feedback may reach a provider: no where_sighted_refs, observed_data_refs or authors
+FEEDBACK_PROFILES: Mapping[str, TypeProfile] = {
+    "sighting": TypeProfile(
+        type="sighting",
+        category="sro",
+        properties={
+            "sighting_of_ref": T.REF,
+            "first_seen": T.START,
+            "last_seen": T.END,
+            "count": T.KEEP,
+            "summary": T.KEEP,
+            "description": T.TEXT,
+        },
+        required=frozenset({"sighting_of_ref"}),
+    ),
+    "opinion": TypeProfile(
+        type="opinion",
+        category="sdo",
+        properties={"opinion": T.KEEP, "explanation": T.TEXT, "object_refs": T.REFS},
+        required=frozenset({"opinion", "object_refs"}),
+    ),
+    "note": TypeProfile(
+        type="note",
+        category="sdo",
+        properties={"abstract": T.TEXT, "content": T.TEXT, "object_refs": T.REFS},
+        required=frozenset({"content", "object_refs"}),
+    ),
+}
+
+_COUNT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def quantise_confidence(value: int) -> int:
+    """Map 0-100 to the Admiralty credibility values of STIX Appendix A (10, 30, 50, 70, 90)."""
+    return 90 if value >= 80 else 70 if value >= 60 else 50 if value >= 40 else 30 if value >= 20 else 10
+
+
+def bucket_count(value: int) -> int:
+    """Round a count down to a coarse bucket, so a reader's scale does not show."""
+    out = 0
+    for b in _COUNT_BUCKETS:
+        if value >= b:
+            out = b
+    return out
+
+
+class Sanitizer:
+    """Builds released copies for one batch; stateless apart from its configuration."""
+
+    def __init__(
+        self,
+        *,
+        broker_identity: str,
+        time_granularity: int,
+        validator: Validator,
+        redactor: Redactor,
+        profiles: Mapping[str, TypeProfile] = PROFILES,
+        bucket_counts: bool = False,
+    ) -> None:
+        self.broker_identity = broker_identity
+        self.granularity = time_granularity
+        self.validator = validator
+        self.redact = redactor
+        self.profiles = profiles
+        self.bucket_counts = bucket_counts
+
+    def sanitize(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        keyed: str,
+        created_us: int,
+        modified_us: int,
+        tlp: int,
+        resolve: Callable[[str], str | None],
+    ) -> tuple[dict[str, Any] | None, str]:
+        """The copy of ``obj`` for one reader, or ``(None, reason)`` when it may not be released.
+
+        ``keyed`` is the reader's id for an SDO/SRO (and the fallback for an SCO without ID contributing
+        properties); ``resolve`` maps a referenced original id to the reader's id, or None when the
+        target is not released to that reader.
+        """
+        stix_type = obj.get("type")
+        profile = self.profiles.get(stix_type) if isinstance(stix_type, str) else None
+        if profile is None or not profile.released:
+            return None, f"type {stix_type!r} is not released"
+        body: dict[str, Any] = {}
+        for name, treatment in profile.properties.items():
+            if name not in obj:
+                continue
+            value = self._treat(treatment, obj[name], resolve)
+            if value is not None:
+                body[name] = value
+        if self.bucket_counts and isinstance(body.get("count"), int):
+            body["count"] = bucket_count(body["count"])
+        lost = [r for r in profile.required if r not in body]
+        if lost:
+            return None, f"required {', '.join(sorted(lost))} not releasable"
+
+        out: dict[str, Any] = {"type": stix_type, "spec_version": "2.1"}
+        if profile.category == "sco":
+            out["id"] = sco_id(profile.type, body, profile.id_contributing) or keyed
+            if obj.get("defanged") is True:
+                out["defanged"] = True
+        else:
+            out["id"] = keyed
+            out["created_by_ref"] = self.broker_identity
+            out["created"] = format_ms(created_us)
+            out["modified"] = format_ms(modified_us)
+            if obj.get("revoked") is True:
+                out["revoked"] = True
+            conf = obj.get("confidence")
+            if isinstance(conf, int) and not isinstance(conf, bool) and 0 <= conf <= 100:
+                out["confidence"] = quantise_confidence(conf)
+            refs = _public_references(obj.get("external_references"))
+            if refs:
+                out["external_references"] = refs
+        out.update(body)
+        out["object_marking_refs"] = [TLP2_IDS[tlp]]
+        problems = self.validator.check(out)
+        if problems:
+            return None, "copy would not be valid STIX: " + "; ".join(problems)
+        return out, ""
+
+    def _treat(self, treatment: T, value: Any, resolve: Callable[[str], str | None]) -> Any:
+        if treatment is T.KEEP:
+            return value
+        if treatment is T.TEXT:
+            return self.redact(value) if isinstance(value, str) else None
+        if treatment is T.TEXT_LIST:
+            if not isinstance(value, list):
+                return None
+            return [self.redact(v) for v in value if isinstance(v, str)] or None
+        if treatment is T.START or treatment is T.END:
+            if not isinstance(value, str):
+                return None
+            us = parse_us(value)
+            return format_ms(floor_us(us, self.granularity) if treatment is T.START else ceil_us(us, self.granularity))
+        if treatment is T.REF:
+            return resolve(value) if isinstance(value, str) else None
+        if treatment is T.REFS:
+            if not isinstance(value, list):
+                return None
+            resolved = {r for r in (resolve(v) for v in value if isinstance(v, str)) if r is not None}
+            return sorted(resolved) or None
+        if treatment is T.KILL_CHAIN:
+            if not isinstance(value, list):
+                return None
+            kept = [
+                {"kill_chain_name": p["kill_chain_name"], "phase_name": p["phase_name"]}
+                for p in value
+                if isinstance(p, dict) and p.get("kill_chain_name") in PUBLIC_KILL_CHAINS and "phase_name" in p
+            ]
+            return kept or None
+        raise AssertionError(treatment)
+
+
+def _public_references(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        return []
+    out: list[dict[str, str]] = []
+    for ref in value:
+        if not isinstance(ref, dict):
+            continue
+        source, ext_id = ref.get("source_name"), ref.get("external_id")
+        form = _REGISTRY_IDS.get(source) if isinstance(source, str) else None
+        if form is not None and isinstance(source, str) and isinstance(ext_id, str) and form.fullmatch(ext_id):
+            entry = {"source_name": source, "external_id": ext_id}
+            if entry not in out:
+                out.append(entry)
+    return sorted(out, key=lambda e: (e["source_name"], e["external_id"]))

@@ -1,0 +1,775 @@
+"""The use cases of the exchange, wiring store, policy, sanitizer and audit. No HTTP here.
+
+The pipeline: accept (validate, store, audit) → decide (agreements) → sanitize (per reader) → release
+(now, or held until the agreement's delay has passed) → feedback back the same way. Everything a
+submission causes is written in the one transaction that is committed before it is acknowledged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+import struct
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from cutout.audit import audit_row
+from cutout.errors import (
+    AuthError,
+    BadRequest,
+    BrokerExists,
+    Conflict,
+    Forbidden,
+    InvalidContent,
+    NotFound,
+    NotInitialised,
+    Problem,
+)
+from cutout.keys import Keys
+from cutout.model.timestamps import floor_us, format_ms, format_us, now_us, parse_us
+from cutout.model.tlp import object_tlp, parse_tlp, tlp_name
+from cutout.model.validate import Validator, default_validator
+from cutout.policy import Agreement, coordinates, decide, parse_area
+from cutout.sanitize.engine import FEEDBACK_PROFILES, Sanitizer
+from cutout.sanitize.ids import keyed_id
+from cutout.sanitize.profiles import PROFILES
+from cutout.sanitize.redact import Redactor
+from cutout.settings import Settings
+from cutout.store import Store, Tx
+from cutout.store.schema import SCHEMA_VERSION
+from cutout.store.sql import NewObject, PageQuery
+
+__all__ = ["Collection", "Exchange", "Page", "Party"]
+
+FEEDBACK_TYPES = frozenset({"sighting", "opinion", "note"})
+RELEASED_TYPES = frozenset(t for t, p in PROFILES.items() if p.released)
+MEDIA_STIX = "application/stix+json;version=2.1"
+_NAME_FORBIDDEN = set(':/\\"\n\r\t')
+
+
+@dataclass(frozen=True)
+class Party:
+    id: int
+    name: str
+    provider: bool
+    consumer: bool
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: int
+    uuid: str
+    party_id: int
+    kind: str  # inbox | outbox
+
+    def describe(self) -> dict[str, Any]:
+        """The TAXII collection resource (§5.2)."""
+        outbox = self.kind == "outbox"
+        return {
+            "id": self.uuid,
+            "title": self.kind,
+            "description": (
+                "What you send to the exchange: intelligence, or feedback on what you received."
+                if outbox
+                else "What the exchange delivered to you."
+            ),
+            "can_read": True,
+            "can_write": outbox,
+            "media_types": [MEDIA_STIX],
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a collection: stored JSON bodies plus what the envelope and headers need."""
+
+    rows: list[Any]
+    more: bool
+    next: str | None
+
+    @property
+    def first_added(self) -> str | None:
+        return format_us(self.rows[0].date_added) if self.rows else None
+
+    @property
+    def last_added(self) -> str | None:
+        return format_us(self.rows[-1].date_added) if self.rows else None
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _version_of(obj: Mapping[str, Any]) -> tuple[str, int]:
+    for key in ("modified", "created"):
+        value = obj.get(key)
+        if isinstance(value, str):
+            return value, parse_us(value)
+    return "", 0
+
+
+class Exchange:
+    """The broker's use cases. One instance per process; thread-safe (all state is in the store)."""
+
+    def __init__(self, settings: Settings, store: Store, keys: Keys, validator: Validator | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.keys = keys
+        self.validator = validator or default_validator()
+        self._aead = AESGCM(keys.cursor_key)
+        with store.read() as tx:
+            identity = tx.get_meta("identity")
+        if identity is None:
+            raise NotInitialised(f"no broker in {settings.data_dir}; run 'cutout init' first")
+        self.identity: dict[str, Any] = json.loads(identity)
+
+    # -- set-up -------------------------------------------------------------------------------------------
+    @staticmethod
+    def init(settings: Settings, name: str) -> dict[str, Any]:
+        """Create a broker: database, STIX identity and secret keys. Refuses to overwrite one."""
+        data = settings.data_dir
+        if (data / "keys.json").exists():
+            raise BrokerExists(f"a broker already exists in {data}")
+        if not name.strip():
+            raise BadRequest("the broker's name must not be empty")
+        data.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
+        try:
+            if store.is_initialised():
+                raise BrokerExists(f"the database {settings.db_url} already holds a broker")
+            store.create_schema()
+            now = now_us()
+            identity = {
+                "type": "identity",
+                "spec_version": "2.1",
+                "id": f"identity--{uuid.uuid4()}",
+                "created": format_ms(floor_us(now, 86_400)),
+                "modified": format_ms(floor_us(now, 86_400)),
+                "name": name.strip(),
+                "identity_class": "organization",
+            }
+            with store.write() as tx:
+                tx.set_meta("schema_version", SCHEMA_VERSION)
+                tx.set_meta("identity", json.dumps(identity))
+                tx.append_audit([audit_row("init", {"identity": identity["id"]}, now)])
+            Keys.generate().save(data)
+        finally:
+            store.close()
+        return identity
+
+    @classmethod
+    def open(cls, settings: Settings) -> Exchange:
+        keys = Keys.load(settings.data_dir)
+        store = Store(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
+        if not store.is_initialised():
+            store.close()
+            raise NotInitialised(f"no broker database at {settings.db_url}; run 'cutout init' first")
+        return cls(settings, store, keys)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- parties ------------------------------------------------------------------------------------------
+    def add_party(self, name: str, provider: bool, consumer: bool) -> tuple[dict[str, Any], str]:
+        """Register a party; returns its description and its API token (shown once, only a hash is kept)."""
+        name = name.strip()
+        if not name or len(name) > 200 or any(c in _NAME_FORBIDDEN for c in name):
+            raise BadRequest('a party name is 1-200 characters without : / \\ " or line breaks')
+        if not (provider or consumer):
+            raise BadRequest("a party must be a provider, a consumer, or both (--provider / --consumer)")
+        token = "ct_" + secrets.token_urlsafe(32)
+        now = now_us()
+        with self.store.write() as tx:
+            if tx.party_by_name(name) is not None:
+                raise Conflict(f"a party named {name!r} already exists")
+            pid = tx.add_party(name, provider, consumer, _token_hash(token), now)
+            tx.add_collection(str(uuid.uuid4()), pid, "inbox")
+            tx.add_collection(str(uuid.uuid4()), pid, "outbox")
+            tx.append_audit([audit_row("party-add", {"party": pid, "provider": provider, "consumer": consumer}, now)])
+            row = tx.party_by_id(pid)
+        return self._describe_party(row), token
+
+    def list_parties(self) -> list[dict[str, Any]]:
+        with self.store.read() as tx:
+            return [self._describe_party(r) for r in tx.parties()]
+
+    def revoke_party(self, name: str) -> dict[str, Any]:
+        now = now_us()
+        with self.store.write() as tx:
+            row = self._party_row(tx, name)
+            if row.revoked is not None:
+                raise Conflict(f"party {name!r} is already revoked")
+            tx.update_party(row.id, revoked=now, token_hash=None)
+            tx.append_audit([audit_row("party-revoke", {"party": row.id}, now)])
+            return self._describe_party(tx.party_by_id(row.id))
+
+    def rotate_party(self, name: str) -> tuple[dict[str, Any], str]:
+        token = "ct_" + secrets.token_urlsafe(32)
+        now = now_us()
+        with self.store.write() as tx:
+            row = self._party_row(tx, name)
+            if row.revoked is not None:
+                raise Conflict(f"party {name!r} is revoked; add it again under a new name")
+            tx.update_party(row.id, token_hash=_token_hash(token))
+            tx.append_audit([audit_row("party-rotate", {"party": row.id}, now)])
+            return self._describe_party(tx.party_by_id(row.id)), token
+
+    @staticmethod
+    def _party_row(tx: Tx, name: str) -> Any:
+        row = tx.party_by_name(name)
+        if row is None:
+            raise NotFound(f"no party named {name!r}")
+        return row
+
+    @staticmethod
+    def _describe_party(row: Any) -> dict[str, Any]:
+        roles = [r for r, on in (("provider", row.provider), ("consumer", row.consumer)) if on]
+        return {
+            "name": row.name,
+            "roles": roles,
+            "created": format_ms(row.created),
+            "revoked": None if row.revoked is None else format_ms(row.revoked),
+        }
+
+    # -- agreements ---------------------------------------------------------------------------------------
+    def add_agreement(
+        self,
+        provider: str,
+        consumer: str,
+        types: Sequence[str] | None = None,
+        tlp_max: str = "amber",
+        area: str | None = None,
+        delay: int = 0,
+    ) -> dict[str, Any]:
+        """Let objects flow from a provider to a consumer: of these types, up to this TLP, in this area."""
+        if types is not None:
+            types = sorted({t.strip() for t in types if t.strip()})
+            unknown = [t for t in types if t not in PROFILES]
+            if unknown:
+                raise BadRequest(f"unknown STIX type(s): {', '.join(unknown)}")
+            never = [t for t in types if t not in RELEASED_TYPES]
+            if never:
+                raise BadRequest(f"never released by the exchange: {', '.join(never)}")
+            if not types:
+                raise BadRequest("--types lists no type")
+        try:
+            level = parse_tlp(tlp_max)
+            box = None if area is None else parse_area(area)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        if delay < 0:
+            raise BadRequest("the delay must not be negative")
+        now = now_us()
+        with self.store.write() as tx:
+            prow, crow = self._party_row(tx, provider), self._party_row(tx, consumer)
+            if not prow.provider or prow.revoked is not None:
+                raise BadRequest(f"{provider!r} is not an active provider")
+            if not crow.consumer or crow.revoked is not None:
+                raise BadRequest(f"{consumer!r} is not an active consumer")
+            if prow.id == crow.id:
+                raise BadRequest("a party cannot have an agreement with itself")
+            aid = tx.add_agreement(prow.id, crow.id, types, level, box, delay, now)
+            tx.append_audit([audit_row("agreement-add", {"agreement": aid}, now)])
+            return self._describe_agreement(tx, tx.agreement(aid))
+
+    def list_agreements(self, include_ended: bool = False) -> list[dict[str, Any]]:
+        with self.store.read() as tx:
+            return [self._describe_agreement(tx, r) for r in tx.agreements(include_ended)]
+
+    def end_agreement(self, agreement_id: int) -> dict[str, Any]:
+        now = now_us()
+        with self.store.write() as tx:
+            row = tx.agreement(agreement_id)
+            if row is None:
+                raise NotFound(f"no agreement {agreement_id}")
+            if row.ended is not None:
+                raise Conflict(f"agreement {agreement_id} has already ended")
+            tx.end_agreement(agreement_id, now)
+            tx.append_audit([audit_row("agreement-end", {"agreement": agreement_id}, now)])
+            return self._describe_agreement(tx, tx.agreement(agreement_id))
+
+    @staticmethod
+    def _describe_agreement(tx: Tx, row: Any) -> dict[str, Any]:
+        a = Agreement.from_row(row)
+        names = {p.id: p.name for p in tx.parties()}
+        return {
+            "id": a.id,
+            "from": names.get(a.provider_id),
+            "to": names.get(a.consumer_id),
+            "types": None if a.types is None else sorted(a.types),
+            "tlp_max": tlp_name(a.tlp_max),
+            "area": None if a.area is None else list(a.area),
+            "delay": a.delay,
+            "created": format_ms(row.created),
+            "ended": None if row.ended is None else format_ms(row.ended),
+        }
+
+    # -- authentication and collections -------------------------------------------------------------------
+    def authenticate(self, name: str | None, token: str) -> Party:
+        """The party holding ``token`` (and, with HTTP Basic, named ``name``); AuthError otherwise."""
+        with self.store.read() as tx:
+            row = tx.party_by_token(_token_hash(token)) if token else None
+        if row is None or row.revoked is not None or (name is not None and not hmac.compare_digest(name, row.name)):
+            raise AuthError("unknown or revoked credentials")
+        return Party(id=row.id, name=row.name, provider=bool(row.provider), consumer=bool(row.consumer))
+
+    def collections(self, party: Party) -> list[Collection]:
+        with self.store.read() as tx:
+            return [Collection(r.id, r.uuid, r.party_id, r.kind) for r in tx.collections_of(party.id)]
+
+    def collection(self, party: Party, coll_uuid: str) -> Collection:
+        """One of the caller's own collections; any other id is simply not found."""
+        with self.store.read() as tx:
+            row = tx.collection_by_uuid(coll_uuid)
+        if row is None or row.party_id != party.id:
+            raise NotFound("no such collection")
+        return Collection(row.id, row.uuid, row.party_id, row.kind)
+
+    # -- accept ---------------------------------------------------------------------------------------------
+    def submit(self, party: Party, coll_uuid: str, objects: Sequence[Any]) -> dict[str, Any]:
+        """Accept an envelope into the party's outbox; all or nothing. Returns the TAXII status (§4.3)."""
+        coll = self.collection(party, coll_uuid)
+        if coll.kind != "outbox":
+            raise Forbidden("your inbox is read-only; post to your outbox")
+        if not objects:
+            raise InvalidContent("the envelope holds no objects")
+        problems = self.validator.check_all(objects)
+        if problems:
+            raise InvalidContent(
+                f"{len(problems)} of {len(objects)} objects are not valid STIX 2.1; nothing was stored",
+                tuple(problems),
+            )
+        now = now_us()
+        status_id = str(uuid.uuid4())
+        with self.store.write() as tx:
+            kinds = self._classify(tx, party, objects)
+            outbox = tx.collection(party.id, "outbox")
+            new = []
+            for obj in objects:
+                version, version_us = _version_of(obj)
+                new.append(
+                    NewObject(
+                        stix_id=obj["id"],
+                        type=obj["type"],
+                        version=version,
+                        version_us=version_us,
+                        spec_version=str(obj.get("spec_version", "2.1")),
+                        body=orjson.dumps(obj),
+                    )
+                )
+            pks = tx.add_objects(outbox, new, now)
+            fresh = [
+                (pk, obj, kinds[i]) for i, (pk, obj) in enumerate(zip(pks, objects, strict=True)) if pk is not None
+            ]
+            self._learn_terms(tx, party, objects)
+            held = self._schedule(tx, party, fresh, now)
+            tx.append_audit(
+                [
+                    audit_row(
+                        "accept",
+                        {
+                            "party": party.id,
+                            "status": status_id,
+                            "objects": [[o["id"], _version_of(o)[0]] for o in objects],
+                            "stored": sum(1 for pk in pks if pk is not None),
+                        },
+                        now,
+                    )
+                ]
+            )
+            due_now = [h for h in held if h["due"] <= now]
+            later = [h for h in held if h["due"] > now]
+            tx.hold(later)
+            if due_now:
+                self._release(tx, due_now, now)
+            status = {
+                "id": status_id,
+                "status": "complete",
+                "request_timestamp": format_us(now),
+                "total_count": len(objects),
+                "success_count": len(objects),
+                "successes": [{"id": o["id"], "version": _version_of(o)[0] or format_us(now)} for o in objects],
+                "failure_count": 0,
+                "failures": [],
+                "pending_count": 0,
+                "pendings": [],
+            }
+            tx.add_status(status_id, party.id, now, orjson.dumps(status))
+        return status
+
+    def _classify(self, tx: Tx, party: Party, objects: Sequence[Mapping[str, Any]]) -> list[str]:
+        """'intel' or 'feedback' for each object; InvalidContent if the party may not send one of them."""
+        refs_of: dict[int, list[str]] = {}
+        if party.consumer:
+            for i, obj in enumerate(objects):
+                if obj["type"] in FEEDBACK_TYPES:
+                    refs_of[i] = _feedback_refs(obj)
+        known = {r.out_id for r in tx.copies_by_out(party.id, {r for refs in refs_of.values() for r in refs})}
+        kinds: list[str] = []
+        problems: list[Problem] = []
+        for i, obj in enumerate(objects):
+            refs = refs_of.get(i)
+            hits = [r for r in refs if r in known] if refs else []
+            if refs and hits and len(hits) == len(refs):
+                kinds.append("feedback")
+                continue
+            if hits:
+                missing = ", ".join(r for r in refs or () if r not in known)
+                problems.append(Problem(i, obj["id"], f"feedback names objects that are not in your inbox: {missing}"))
+            elif party.provider:
+                kinds.append("intel")
+                continue
+            elif obj["type"] in FEEDBACK_TYPES:
+                problems.append(
+                    Problem(i, obj["id"], "feedback must name objects in your inbox; this names none of them")
+                )
+            else:
+                problems.append(
+                    Problem(
+                        i,
+                        obj["id"],
+                        f"a consumer may send only feedback (sighting, opinion or note about objects in its "
+                        f"inbox), not a {obj['type']}",
+                    )
+                )
+            kinds.append("refused")
+        if problems:
+            raise InvalidContent(
+                f"{len(problems)} of {len(objects)} objects cannot be accepted from you; nothing was stored",
+                tuple(problems),
+            )
+        return kinds
+
+    def _learn_terms(self, tx: Tx, party: Party, objects: Sequence[Mapping[str, Any]]) -> None:
+        """The names of the identities a party signs its objects with are redacted from its free text."""
+        own = {o.get("created_by_ref") for o in objects}
+        names = {
+            o["name"] for o in objects if o["type"] == "identity" and o["id"] in own and isinstance(o.get("name"), str)
+        }
+        if not names:
+            return
+        row = tx.party_by_id(party.id)
+        terms = set(json.loads(row.terms))
+        if not names <= terms:
+            tx.update_party(party.id, terms=json.dumps(sorted(terms | names)))
+
+    def _schedule(self, tx: Tx, party: Party, fresh: Sequence[tuple[int, Any, str]], now: int) -> list[dict[str, Any]]:
+        """Decide who gets each newly stored object, and when. Returns release rows."""
+        rows: list[dict[str, Any]] = []
+        planned: dict[int, set[str]] = defaultdict(set)  # recipient -> orig ids
+        feedback_planned: dict[tuple[int, int], set[str]] = defaultdict(set)
+        intel = [(pk, o) for pk, o, kind in fresh if kind == "intel" and o["type"] in RELEASED_TYPES]
+        if intel:
+            agreements = [Agreement.from_row(r) for r in tx.active_agreements_from(party.id)]
+            if agreements:
+                locations = self._locations(tx, party, [o for _, o in intel])
+                tied: dict[str, list[str]] = defaultdict(list)
+                for _, o in intel:
+                    if o["type"] == "relationship" and o.get("relationship_type") == "located-at":
+                        tied[o["source_ref"]].append(o["target_ref"])
+                unmarked = self.settings.unmarked_level
+                for pk, o in intel:
+                    coords = coordinates(o, locations, tied.get(o["id"], ()))
+                    for consumer_id, delay in decide(agreements, o["type"], object_tlp(o, unmarked), coords).items():
+                        rows.append(
+                            {
+                                "due": now + delay * 1_000_000,
+                                "recipient_id": consumer_id,
+                                "sender_id": party.id,
+                                "source_pk": pk,
+                                "kind": "intel",
+                            }
+                        )
+                        planned[consumer_id].add(o["id"])
+        feedback = [(pk, o) for pk, o, kind in fresh if kind == "feedback"]
+        if feedback:
+            copies = tx.copies_by_out(party.id, {r for _, o in feedback for r in _feedback_refs(o)})
+            senders_of: dict[str, set[int]] = defaultdict(set)
+            for c in copies:
+                senders_of[c.out_id].add(c.sender_id)
+            for pk, o in feedback:
+                providers = set().union(*(senders_of[r] for r in _feedback_refs(o)))
+                for provider_id in sorted(providers):
+                    rows.append(
+                        {
+                            "due": now + self.settings.feedback_delay * 1_000_000,
+                            "recipient_id": provider_id,
+                            "sender_id": party.id,
+                            "source_pk": pk,
+                            "kind": "feedback",
+                        }
+                    )
+                    feedback_planned[(provider_id, party.id)].add(o["id"])
+        for recipient, ids in planned.items():
+            tx.plan_copies(recipient, party.id, ids)
+        for (recipient, sender), ids in feedback_planned.items():
+            tx.plan_copies(recipient, sender, ids)
+        return rows
+
+    @staticmethod
+    def _locations(tx: Tx, party: Party, objs: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+        """Locations the objects may be tied to: from the same envelope, else from the provider's outbox."""
+        found: dict[str, Mapping[str, Any]] = {o["id"]: o for o in objs if o["type"] == "location"}
+        wanted: set[str] = set()
+        for o in objs:
+            candidates = list(o.get("where_sighted_refs") or ())
+            if o["type"] == "relationship" and o.get("relationship_type") == "located-at":
+                candidates.append(o["target_ref"])
+            wanted.update(r for r in candidates if isinstance(r, str) and r.startswith("location--"))
+        missing = wanted - found.keys()
+        if missing:
+            outbox = tx.collection(party.id, "outbox")
+            for sid, row in tx.latest_objects(outbox.id, missing).items():
+                found[sid] = orjson.loads(row.body)
+        return found
+
+    # -- release --------------------------------------------------------------------------------------------
+    def release_due(self, now: int | None = None, limit: int = 1000) -> int:
+        """Release held items whose time has come; returns how many were processed."""
+        now = now_us() if now is None else now
+        with self.store.write() as tx:
+            due = tx.due(now, limit)
+            if not due:
+                return 0
+            items = [
+                {
+                    "due": r.due,
+                    "recipient_id": r.recipient_id,
+                    "sender_id": r.sender_id,
+                    "source_pk": r.source_pk,
+                    "kind": r.kind,
+                }
+                for r in due
+            ]
+            self._release(tx, items, now, recheck=True)
+            tx.drop_releases(r.pk for r in due)
+        return len(due)
+
+    def next_due(self) -> int | None:
+        with self.store.read() as tx:
+            return tx.next_due()
+
+    def _release(self, tx: Tx, items: Sequence[Mapping[str, Any]], now: int, recheck: bool = False) -> None:
+        sources = tx.objects_by_pk(i["source_pk"] for i in items)
+        groups: dict[tuple[int, int, str], list[Any]] = defaultdict(list)
+        for item in items:
+            src = sources.get(item["source_pk"])
+            if src is not None:
+                groups[(item["recipient_id"], item["sender_id"], item["kind"])].append(src)
+        for (recipient, sender, kind), rows in groups.items():
+            objs = [orjson.loads(r.body) for r in rows]
+            if recheck and kind == "intel":
+                keep = self._still_agreed(tx, sender, recipient, objs)
+                rows = [r for r, k in zip(rows, keep, strict=True) if k]
+                objs = [o for o, k in zip(objs, keep, strict=True) if k]
+            if objs:
+                self._release_group(tx, recipient, sender, kind, rows, objs, now)
+
+    def _still_agreed(self, tx: Tx, sender: int, recipient: int, objs: Sequence[Mapping[str, Any]]) -> list[bool]:
+        """Agreements may have ended while an item was held: decide again (fail closed)."""
+        agreements = [Agreement.from_row(r) for r in tx.active_agreements_from(sender) if r.consumer_id == recipient]
+        unmarked = self.settings.unmarked_level
+        return [bool(decide(agreements, o["type"], object_tlp(o, unmarked), coordinates(o, {}))) for o in objs]
+
+    def _release_group(
+        self,
+        tx: Tx,
+        recipient: int,
+        sender: int,
+        kind: str,
+        rows: Sequence[Any],
+        objs: Sequence[dict[str, Any]],
+        now: int,
+    ) -> None:
+        sender_row = tx.party_by_id(sender)
+        redactor = Redactor([sender_row.name, *json.loads(sender_row.terms)])
+        feedback = kind == "feedback"
+        sanitizer = Sanitizer(
+            broker_identity=self.identity["id"],
+            time_granularity=self.settings.time_granularity,
+            validator=self.validator,
+            redactor=redactor,
+            profiles=FEEDBACK_PROFILES if feedback else PROFILES,
+            bucket_counts=feedback,
+        )
+        key = self.keys.id_key
+
+        def keyed(obj_type: str, orig: str) -> str:
+            return keyed_id(key, obj_type, kind, str(recipient), str(sender), orig)
+
+        # what each reference may become for this recipient
+        refs = {r for o in objs for r in _all_refs(o)}
+        batch: dict[str, str] = {}
+        if feedback:
+            mapping = {c.out_id: c.orig_id for c in tx.copies_by_out(sender, refs) if c.sender_id == recipient}
+
+            def resolve(ref: str) -> str | None:
+                return mapping.get(ref)
+        else:
+            known = tx.copies(recipient, sender, refs | {o["id"] for o in objs})
+
+            def resolve(ref: str) -> str | None:
+                if ref in batch:
+                    return batch[ref]
+                c = known.get(ref)
+                if c is None:
+                    return None
+                if c.out_id is not None:
+                    return str(c.out_id)
+                obj_type = ref.partition("--")[0]
+                profile = PROFILES.get(obj_type)
+                if profile is None or not profile.released or profile.category == "sco":
+                    return None  # an SCO's id is known only once it is released
+                return keyed(obj_type, ref)
+
+        copies = tx.copies(recipient, sender, {o["id"] for o in objs})
+        stamp = floor_us(now, self.settings.release_granularity)
+        # SCOs first (their ids come from their content), those without references first of all
+        order = sorted(
+            range(len(objs)),
+            key=lambda i: (_category(objs[i]["type"]) != "sco", any(True for _ in _all_refs(objs[i]))),
+        )
+        new: list[NewObject] = []
+        records: list[dict[str, Any]] = []
+        withheld: list[list[str]] = []
+        released: list[list[str]] = []
+        for i in order:
+            obj, src = objs[i], rows[i]
+            prev = copies.get(obj["id"])
+            if prev is not None and prev.origin_version_us is not None and prev.origin_version_us >= src.version_us:
+                continue  # an older or equal version than one already released
+            created = prev.created_out if prev is not None and prev.created_out is not None else stamp
+            modified = stamp
+            if prev is not None and prev.modified_out is not None and modified <= prev.modified_out:
+                modified = prev.modified_out + 1000
+            created = min(created, modified)
+            out, reason = sanitizer.sanitize(
+                obj,
+                keyed=keyed(obj["type"], obj["id"]),
+                created_us=created,
+                modified_us=modified,
+                tlp=object_tlp(obj, self.settings.unmarked_level),
+                resolve=resolve,
+            )
+            if out is None:
+                withheld.append([obj["id"], reason])
+                continue
+            if not feedback:
+                batch[obj["id"]] = out["id"]
+            version, version_us = _version_of(out)
+            new.append(
+                NewObject(
+                    stix_id=out["id"],
+                    type=out["type"],
+                    version=version,
+                    version_us=version_us,
+                    spec_version="2.1",
+                    body=orjson.dumps(out),
+                    origin=src.pk,
+                )
+            )
+            records.append(
+                {
+                    "recipient_id": recipient,
+                    "sender_id": sender,
+                    "orig_id": obj["id"],
+                    "out_id": out["id"],
+                    "created_out": created if "created" in out else None,
+                    "modified_out": modified if "modified" in out else None,
+                    "origin_version_us": src.version_us,
+                }
+            )
+            released.append([obj["id"], src.version, out["id"], version])
+        inbox = tx.collection(recipient, "inbox")
+        tx.add_objects(inbox, new, now)
+        tx.record_copies(records)
+        event = {"from": sender, "to": recipient, "kind": kind, "released": released, "withheld": withheld}
+        tx.append_audit([audit_row("release", event, now)])
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def page(self, party: Party, coll_uuid: str, q: PageQuery, token: str | None, stix_id: str | None = None) -> Page:
+        """One page of a collection the party owns (§5.4 objects, §5.6 object, §5.3 manifest)."""
+        coll = self.collection(party, coll_uuid)
+        if token:
+            q = PageQuery(
+                after=max(q.after, self._open_cursor(party, coll, token)),
+                ids=q.ids,
+                types=q.types,
+                versions=q.versions,
+                spec_versions=q.spec_versions,
+                limit=q.limit,
+            )
+        with self.store.read() as tx:
+            rows = tx.page(coll.id, q, stix_id)
+        more = len(rows) > q.limit
+        rows = rows[: q.limit]
+        return Page(rows=rows, more=more, next=self._seal_cursor(party, coll, rows[-1].date_added) if more else None)
+
+    def status(self, party: Party, status_id: str) -> bytes:
+        with self.store.read() as tx:
+            body = tx.status(status_id, party.id)
+        if body is None:
+            raise NotFound("no such status")
+        return body
+
+    def _seal_cursor(self, party: Party, coll: Collection, position: int) -> str:
+        nonce = secrets.token_bytes(12)
+        sealed = self._aead.encrypt(nonce, struct.pack(">q", position), _cursor_aad(party, coll))
+        return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+
+    def _open_cursor(self, party: Party, coll: Collection, token: str) -> int:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            plain = self._aead.decrypt(raw[:12], raw[12:], _cursor_aad(party, coll))
+            (position,) = struct.unpack(">q", plain)
+        except (InvalidTag, ValueError, binascii.Error, struct.error) as exc:
+            raise BadRequest("the 'next' token is not valid for this collection") from exc
+        return int(position)
+
+    # -- operator views -------------------------------------------------------------------------------------
+    def audit_rows(self) -> list[dict[str, Any]]:
+        with self.store.read() as tx:
+            return [
+                {
+                    "seq": r.seq,
+                    "kind": r.kind,
+                    "commitment": bytes(r.commitment).hex(),
+                    "event": orjson.loads(r.event),
+                }
+                for r in tx.audit_rows()
+            ]
+
+
+def _cursor_aad(party: Party, coll: Collection) -> bytes:
+    return f"cutout-next\x1f{party.id}\x1f{coll.id}".encode()
+
+
+def _category(obj_type: str) -> str:
+    profile = PROFILES.get(obj_type)
+    return profile.category if profile is not None else "sdo"
+
+
+def _feedback_refs(obj: Mapping[str, Any]) -> list[str]:
+    if obj["type"] == "sighting":
+        ref = obj.get("sighting_of_ref")
+        return [ref] if isinstance(ref, str) else []
+    return [r for r in obj.get("object_refs") or () if isinstance(r, str)]
+
+
+def _all_refs(obj: Mapping[str, Any]) -> Iterable[str]:
+    for key, value in obj.items():
+        if key.endswith("_ref") and isinstance(value, str):
+            yield value
+        elif key.endswith("_refs") and isinstance(value, list):
+            yield from (v for v in value if isinstance(v, str))

@@ -1,0 +1,133 @@
+"""The tables. Timestamps are integer microseconds since the epoch (UTC); STIX bodies are stored as the
+exact JSON bytes that are served, so reads never re-serialise."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+SCHEMA_VERSION = "1"
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+parties = Table(
+    "parties",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("provider", Boolean, nullable=False),
+    Column("consumer", Boolean, nullable=False),
+    Column("token_hash", String(64), unique=True),
+    Column("created", BigInteger, nullable=False),
+    Column("revoked", BigInteger),
+    # terms to redact from this party's free text when it reaches others (JSON list of strings)
+    Column("terms", Text, nullable=False, default="[]"),
+)
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("party_id", Integer, nullable=False),
+    Column("kind", String(8), nullable=False),  # inbox | outbox
+    Column("last_added", BigInteger, nullable=False, default=0),
+    UniqueConstraint("party_id", "kind"),
+)
+
+agreements = Table(
+    "agreements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("provider_id", Integer, nullable=False),
+    Column("consumer_id", Integer, nullable=False),
+    Column("types", Text),  # JSON list, or NULL for every released type
+    Column("tlp_max", Integer, nullable=False),
+    Column("area", Text),  # JSON [minlon, minlat, maxlon, maxlat], or NULL
+    Column("delay", Integer, nullable=False, default=0),
+    Column("created", BigInteger, nullable=False),
+    Column("ended", BigInteger),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("coll", Integer, nullable=False),
+    Column("stix_id", String(120), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("version", String(40), nullable=False),  # as served in manifests
+    Column("version_us", BigInteger, nullable=False),  # the same, comparable
+    Column("spec_version", String(8), nullable=False),
+    Column("date_added", BigInteger, nullable=False),
+    Column("latest", Boolean, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("origin", BigInteger),  # for delivered copies: pk of the object they were made from
+    UniqueConstraint("coll", "stix_id", "version_us", name="uq_objects_version"),
+)
+Index("ix_objects_coll_added", objects.c.coll, objects.c.date_added, unique=True)
+
+# What each recipient has been given (or is due to be given) of each sender's objects: the keyed id and
+# the version history of the recipient's copy. Feedback routes back through this table.
+copies = Table(
+    "copies",
+    metadata,
+    Column("recipient_id", Integer, primary_key=True),
+    Column("sender_id", Integer, primary_key=True),
+    Column("orig_id", String(120), primary_key=True),
+    Column("out_id", String(120)),  # NULL while held: not yet released
+    Column("created_out", BigInteger),
+    Column("modified_out", BigInteger),
+    Column("origin_version_us", BigInteger),
+)
+Index("ix_copies_out", copies.c.recipient_id, copies.c.out_id)
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("due", BigInteger, nullable=False),
+    Column("recipient_id", Integer, nullable=False),
+    Column("sender_id", Integer, nullable=False),
+    Column("source_pk", BigInteger, nullable=False),
+    Column("kind", String(8), nullable=False),  # intel | feedback
+)
+Index("ix_releases_due", releases.c.due)
+
+statuses = Table(
+    "statuses",
+    metadata,
+    Column("uuid", String(36), primary_key=True),
+    Column("party_id", Integer, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("salt", LargeBinary, nullable=False),
+    Column("commitment", LargeBinary, nullable=False),
+    Column("event", LargeBinary, nullable=False),
+)

@@ -1,0 +1,471 @@
+"""The store: SQLAlchemy Core over SQLite (WAL, one writer, ``BEGIN IMMEDIATE``) or PostgreSQL.
+
+All SQL lives here. The service opens a transaction (``store.write()`` or ``store.read()``) and calls the
+``Tx`` methods; a write transaction is committed before anything is acknowledged to a client.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from cutout.errors import ConfigError
+from cutout.store import schema as s
+
+__all__ = ["NewObject", "PageQuery", "Store", "Tx"]
+
+
+@dataclass(frozen=True)
+class NewObject:
+    """One object to add to a collection."""
+
+    stix_id: str
+    type: str
+    version: str
+    version_us: int
+    spec_version: str
+    body: bytes
+    origin: int | None = None
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """The filters of a TAXII objects / manifest / versions request, already parsed."""
+
+    after: int = -1  # date_added strictly after this (µs); -1 for no bound
+    ids: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ("last",)  # "last", "first", "all", or µs timestamps as strings
+    spec_versions: tuple[str, ...] = ()
+    limit: int = 1000
+
+
+def _sqlite_pragmas(synchronous: str) -> Any:
+    def on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    return on_connect
+
+
+class Store:
+    """A handle on the database; cheap to share between threads."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        try:
+            if self.is_sqlite:
+                self.engine: Engine = create_engine(
+                    url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8, max_overflow=8
+                )
+                event.listen(self.engine, "connect", _sqlite_pragmas(sqlite_synchronous.upper()))
+
+                @event.listens_for(self.engine, "begin")
+                def _begin(conn: Connection) -> None:
+                    mode = "IMMEDIATE" if conn.get_execution_options().get("cutout_write") else "DEFERRED"
+                    conn.exec_driver_sql(f"BEGIN {mode}")
+            else:
+                self.engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=8)
+        except Exception as exc:  # driver missing, malformed URL
+            raise ConfigError(f"cannot open database {url!r}: {exc}") from exc
+
+    def create_schema(self) -> None:
+        s.metadata.create_all(self.engine)
+
+    def is_initialised(self) -> bool:
+        try:
+            with self.read() as tx:
+                return tx.get_meta("schema_version") is not None
+        except OperationalError:
+            return False
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self.engine.connect() as conn:
+            conn.execution_options(cutout_write=True)
+            with conn.begin():
+                yield Tx(conn, self.is_sqlite)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self.engine.connect() as conn, conn.begin():
+            yield Tx(conn, self.is_sqlite)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class Tx:
+    """One transaction's worth of store operations."""
+
+    def __init__(self, conn: Connection, is_sqlite: bool) -> None:
+        self.conn = conn
+        self.is_sqlite = is_sqlite
+
+    # -- meta -----------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        return self.conn.execute(select(s.meta.c.value).where(s.meta.c.key == key)).scalar_one_or_none()
+
+    def set_meta(self, key: str, value: str) -> None:
+        if self.get_meta(key) is None:
+            self.conn.execute(insert(s.meta).values(key=key, value=value))
+        else:
+            self.conn.execute(update(s.meta).where(s.meta.c.key == key).values(value=value))
+
+    # -- parties --------------------------------------------------------------------------------------
+    def add_party(self, name: str, provider: bool, consumer: bool, token_hash: str, now: int) -> int:
+        res = self.conn.execute(
+            insert(s.parties).values(
+                name=name,
+                provider=provider,
+                consumer=consumer,
+                token_hash=token_hash,
+                created=now,
+                terms="[]",
+            )
+        )
+        pk = res.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def party_by_name(self, name: str) -> Row[Any] | None:
+        return self.conn.execute(select(s.parties).where(s.parties.c.name == name)).first()
+
+    def party_by_id(self, party_id: int) -> Row[Any]:
+        row = self.conn.execute(select(s.parties).where(s.parties.c.id == party_id)).first()
+        assert row is not None, party_id
+        return row
+
+    def party_by_token(self, token_hash: str) -> Row[Any] | None:
+        return self.conn.execute(select(s.parties).where(s.parties.c.token_hash == token_hash)).first()
+
+    def parties(self) -> list[Row[Any]]:
+        return list(self.conn.execute(select(s.parties).order_by(s.parties.c.id)))
+
+    def update_party(self, party_id: int, **values: Any) -> None:
+        self.conn.execute(update(s.parties).where(s.parties.c.id == party_id).values(**values))
+
+    # -- collections ----------------------------------------------------------------------------------
+    def add_collection(self, uuid: str, party_id: int, kind: str) -> int:
+        res = self.conn.execute(insert(s.collections).values(uuid=uuid, party_id=party_id, kind=kind, last_added=0))
+        pk = res.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def collections_of(self, party_id: int) -> list[Row[Any]]:
+        return list(
+            self.conn.execute(
+                select(s.collections).where(s.collections.c.party_id == party_id).order_by(s.collections.c.kind)
+            )
+        )
+
+    def collection(self, party_id: int, kind: str) -> Row[Any]:
+        row = self.conn.execute(
+            select(s.collections).where(s.collections.c.party_id == party_id, s.collections.c.kind == kind)
+        ).first()
+        assert row is not None, (party_id, kind)
+        return row
+
+    def collection_by_uuid(self, uuid: str) -> Row[Any] | None:
+        return self.conn.execute(select(s.collections).where(s.collections.c.uuid == uuid)).first()
+
+    # -- agreements -----------------------------------------------------------------------------------
+    def add_agreement(
+        self,
+        provider_id: int,
+        consumer_id: int,
+        types: Sequence[str] | None,
+        tlp_max: int,
+        area: Sequence[float] | None,
+        delay: int,
+        now: int,
+    ) -> int:
+        res = self.conn.execute(
+            insert(s.agreements).values(
+                provider_id=provider_id,
+                consumer_id=consumer_id,
+                types=None if types is None else json.dumps(sorted(types)),
+                tlp_max=tlp_max,
+                area=None if area is None else json.dumps(list(area)),
+                delay=delay,
+                created=now,
+            )
+        )
+        pk = res.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def agreements(self, include_ended: bool = False) -> list[Row[Any]]:
+        q = select(s.agreements).order_by(s.agreements.c.id)
+        if not include_ended:
+            q = q.where(s.agreements.c.ended.is_(None))
+        return list(self.conn.execute(q))
+
+    def agreement(self, agreement_id: int) -> Row[Any] | None:
+        return self.conn.execute(select(s.agreements).where(s.agreements.c.id == agreement_id)).first()
+
+    def active_agreements_from(self, provider_id: int) -> list[Row[Any]]:
+        """Active agreements of a provider whose consumer has not been revoked."""
+        q = (
+            select(s.agreements)
+            .join(s.parties, s.parties.c.id == s.agreements.c.consumer_id)
+            .where(
+                s.agreements.c.provider_id == provider_id,
+                s.agreements.c.ended.is_(None),
+                s.parties.c.revoked.is_(None),
+                s.parties.c.consumer.is_(True),
+            )
+        )
+        return list(self.conn.execute(q))
+
+    def end_agreement(self, agreement_id: int, now: int) -> None:
+        self.conn.execute(update(s.agreements).where(s.agreements.c.id == agreement_id).values(ended=now))
+
+    # -- objects --------------------------------------------------------------------------------------
+    def add_objects(self, coll: Row[Any], new: Sequence[NewObject], now: int) -> list[int | None]:
+        """Add objects to a collection; exact duplicates (same id and version) are skipped.
+
+        Returns, for each input, the pk of the stored row, or None for a duplicate. ``date_added`` is
+        unique and strictly increasing per collection.
+        """
+        if not new:
+            return []
+        ids = list({n.stix_id for n in new})
+        existing: dict[tuple[str, int], int] = {}
+        latest: dict[str, tuple[int, int]] = {}  # stix_id -> (version_us, pk)
+        for chunk in _chunks(ids, 500):
+            for row in self.conn.execute(
+                select(s.objects.c.pk, s.objects.c.stix_id, s.objects.c.version_us, s.objects.c.latest).where(
+                    s.objects.c.coll == coll.id, s.objects.c.stix_id.in_(chunk)
+                )
+            ):
+                existing[(row.stix_id, row.version_us)] = row.pk
+                if row.latest:
+                    latest[row.stix_id] = (row.version_us, row.pk)
+        last_added = max(int(coll.last_added), 0)
+        added = max(now, last_added + 1)
+        rows: list[dict[str, Any]] = []
+        result: list[int | None] = []
+        demote: set[int] = set()
+        new_latest: dict[str, int] = {}  # stix_id -> index in rows
+        for n in new:
+            key = (n.stix_id, n.version_us)
+            if key in existing:
+                result.append(None)
+                continue
+            existing[key] = -1
+            is_latest = n.stix_id not in latest or n.version_us > latest[n.stix_id][0]
+            if is_latest:
+                prev = latest.get(n.stix_id)
+                if prev is not None:
+                    if prev[1] >= 0:
+                        demote.add(prev[1])
+                    else:
+                        rows[new_latest[n.stix_id]]["latest"] = False
+                latest[n.stix_id] = (n.version_us, -1)
+                new_latest[n.stix_id] = len(rows)
+            rows.append(
+                {
+                    "coll": coll.id,
+                    "stix_id": n.stix_id,
+                    "type": n.type,
+                    "version": n.version,
+                    "version_us": n.version_us,
+                    "spec_version": n.spec_version,
+                    "date_added": added,
+                    "latest": is_latest,
+                    "body": n.body,
+                    "origin": n.origin,
+                }
+            )
+            result.append(-1)
+            added += 1
+        if demote:
+            self.conn.execute(update(s.objects).where(s.objects.c.pk.in_(sorted(demote))).values(latest=False))
+        if rows:
+            self.conn.execute(insert(s.objects), rows)
+            self.conn.execute(update(s.collections).where(s.collections.c.id == coll.id).values(last_added=added - 1))
+            first = added - len(rows)
+            pks = {
+                r.date_added: r.pk
+                for r in self.conn.execute(
+                    select(s.objects.c.pk, s.objects.c.date_added).where(
+                        s.objects.c.coll == coll.id, s.objects.c.date_added >= first
+                    )
+                )
+            }
+            it = iter(pks[first + i] for i in range(len(rows)))
+            result = [None if r is None else next(it) for r in result]
+        return result
+
+    def page(self, coll_id: int, q: PageQuery, stix_id: str | None = None) -> list[Row[Any]]:
+        """Up to ``q.limit + 1`` rows of a collection matching the filters, in date_added order."""
+        o = s.objects
+        conds: list[Any] = [o.c.coll == coll_id]
+        if q.after >= 0:
+            conds.append(o.c.date_added > q.after)
+        if stix_id is not None:
+            conds.append(o.c.stix_id == stix_id)
+        elif q.ids:
+            conds.append(o.c.stix_id.in_(q.ids))
+        if q.types:
+            conds.append(o.c.type.in_(q.types))
+        if q.spec_versions:
+            conds.append(o.c.spec_version.in_(q.spec_versions))
+        if "all" not in q.versions:
+            alts: list[Any] = []
+            stamps = [int(v) for v in q.versions if v not in ("last", "first")]
+            if "last" in q.versions:
+                alts.append(o.c.latest.is_(True))
+            if "first" in q.versions:
+                o2 = o.alias("o2")
+                first = (
+                    select(func.min(o2.c.version_us))
+                    .where(o2.c.coll == o.c.coll, o2.c.stix_id == o.c.stix_id)
+                    .scalar_subquery()
+                )
+                alts.append(o.c.version_us == first)
+            if stamps:
+                alts.append(o.c.version_us.in_(stamps))
+            conds.append(or_(*alts))
+        query = (
+            select(o.c.stix_id, o.c.version, o.c.date_added, o.c.body, o.c.spec_version)
+            .where(and_(*conds))
+            .order_by(o.c.date_added)
+            .limit(q.limit + 1)
+        )
+        return list(self.conn.execute(query))
+
+    def objects_by_pk(self, pks: Iterable[int]) -> dict[int, Row[Any]]:
+        out: dict[int, Row[Any]] = {}
+        for chunk in _chunks(sorted(set(pks)), 500):
+            for row in self.conn.execute(select(s.objects).where(s.objects.c.pk.in_(chunk))):
+                out[row.pk] = row
+        return out
+
+    def latest_objects(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, Row[Any]]:
+        out: dict[str, Row[Any]] = {}
+        for chunk in _chunks(sorted(set(stix_ids)), 500):
+            for row in self.conn.execute(
+                select(s.objects).where(
+                    s.objects.c.coll == coll_id, s.objects.c.stix_id.in_(chunk), s.objects.c.latest.is_(True)
+                )
+            ):
+                out[row.stix_id] = row
+        return out
+
+    # -- copies ---------------------------------------------------------------------------------------
+    def copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> dict[str, Row[Any]]:
+        out: dict[str, Row[Any]] = {}
+        c = s.copies
+        for chunk in _chunks(sorted(set(orig_ids)), 500):
+            for row in self.conn.execute(
+                select(c).where(c.c.recipient_id == recipient_id, c.c.sender_id == sender_id, c.c.orig_id.in_(chunk))
+            ):
+                out[row.orig_id] = row
+        return out
+
+    def copies_by_out(self, recipient_id: int, out_ids: Iterable[str]) -> list[Row[Any]]:
+        c = s.copies
+        rows: list[Row[Any]] = []
+        for chunk in _chunks(sorted(set(out_ids)), 500):
+            rows.extend(self.conn.execute(select(c).where(c.c.recipient_id == recipient_id, c.c.out_id.in_(chunk))))
+        return rows
+
+    def plan_copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> None:
+        """Record that objects are due to a recipient (so references to them are kept)."""
+        wanted = set(orig_ids)
+        have = self.copies(recipient_id, sender_id, wanted)
+        rows = [
+            {"recipient_id": recipient_id, "sender_id": sender_id, "orig_id": o}
+            for o in sorted(wanted)
+            if o not in have
+        ]
+        if rows:
+            self.conn.execute(insert(s.copies), rows)
+
+    def record_copies(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Set out_id / created_out / modified_out / origin_version_us of planned copies."""
+        c = s.copies
+        for r in rows:
+            self.conn.execute(
+                update(c)
+                .where(
+                    c.c.recipient_id == r["recipient_id"],
+                    c.c.sender_id == r["sender_id"],
+                    c.c.orig_id == r["orig_id"],
+                )
+                .values(
+                    out_id=r["out_id"],
+                    created_out=r["created_out"],
+                    modified_out=r["modified_out"],
+                    origin_version_us=r["origin_version_us"],
+                )
+            )
+
+    # -- releases -------------------------------------------------------------------------------------
+    def hold(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(s.releases), list(rows))
+
+    def due(self, now: int, limit: int) -> list[Row[Any]]:
+        q = select(s.releases).where(s.releases.c.due <= now).order_by(s.releases.c.due, s.releases.c.pk).limit(limit)
+        if not self.is_sqlite:
+            q = q.with_for_update(skip_locked=True)
+        return list(self.conn.execute(q))
+
+    def next_due(self) -> int | None:
+        return self.conn.execute(select(func.min(s.releases.c.due))).scalar_one_or_none()
+
+    def drop_releases(self, pks: Iterable[int]) -> None:
+        for chunk in _chunks(sorted(set(pks)), 500):
+            self.conn.execute(delete(s.releases).where(s.releases.c.pk.in_(chunk)))
+
+    # -- statuses -------------------------------------------------------------------------------------
+    def add_status(self, uuid: str, party_id: int, now: int, body: bytes) -> None:
+        self.conn.execute(insert(s.statuses).values(uuid=uuid, party_id=party_id, created=now, body=body))
+
+    def status(self, uuid: str, party_id: int) -> bytes | None:
+        row = self.conn.execute(
+            select(s.statuses.c.body).where(s.statuses.c.uuid == uuid, s.statuses.c.party_id == party_id)
+        ).first()
+        return None if row is None else bytes(row.body)
+
+    # -- audit ----------------------------------------------------------------------------------------
+    def append_audit(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(s.audit), list(rows))
+
+    def audit_rows(self) -> list[Row[Any]]:
+        return list(self.conn.execute(select(s.audit).order_by(s.audit.c.seq)))
+
+
+def _chunks(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]

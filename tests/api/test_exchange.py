@@ -1,0 +1,239 @@
+"""The pipeline through the API: decide, sanitize, release, feedback, and what must never flow."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from cutout.model.timestamps import now_us
+from cutout.model.tlp import TLP2_IDS
+from cutout.store.sql import PageQuery
+from tests.api.conftest import World, indicator, location
+
+TLP1_RED = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed"
+TLP1_GREEN = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"
+
+
+def inbox_objects(world: World, who: str = "consumer") -> list[dict[str, Any]]:
+    caller = getattr(world, who)
+    r = caller.inbox()
+    assert r.status_code == 200
+    objects: list[dict[str, Any]] = r.json()["objects"]
+    return objects
+
+
+def test_no_agreement_nothing_flows(world: World) -> None:
+    assert world.provider.send([indicator()]).status_code == 202
+    assert inbox_objects(world) == []
+    assert inbox_objects(world, "outsider") == []
+
+
+def test_released_copy_is_the_readers_own(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    world.exchange.add_agreement("Provider One", "Outsider")
+    obj = indicator()
+    world.provider.send([obj])
+    mine, theirs = inbox_objects(world)[0], inbox_objects(world, "outsider")[0]
+    assert mine["id"] != obj["id"]
+    assert theirs["id"] != obj["id"]
+    assert mine["id"] != theirs["id"]
+    assert mine["created_by_ref"] == world.exchange.identity["id"]
+    assert mine["object_marking_refs"] == [TLP2_IDS[2]]
+
+
+def test_type_tlp_and_area_scope(world: World) -> None:
+    world.exchange.add_agreement(
+        "Provider One", "Consumer One", types=["indicator", "location"], tlp_max="green", area="30,44,36,48"
+    )
+    ok = indicator(object_marking_refs=[TLP1_GREEN])
+    too_secret = indicator(object_marking_refs=[TLP1_RED])
+    unmarked = indicator()
+    del unmarked["object_marking_refs"]  # counts as red (the default unmarked_tlp)
+    inside = location(46.0, 33.0, object_marking_refs=[TLP1_GREEN])
+    outside = location(50.0, 33.0, object_marking_refs=[TLP1_GREEN])
+    wrong_type = {**indicator(object_marking_refs=[TLP1_GREEN]), "type": "indicator"}
+    malware = {
+        "type": "malware",
+        "spec_version": "2.1",
+        "id": f"malware--{uuid.uuid4()}",
+        "created": "2026-11-20T05:00:00.000Z",
+        "modified": "2026-11-20T05:00:00.000Z",
+        "name": "m",
+        "is_family": True,
+        "object_marking_refs": [TLP1_GREEN],
+    }
+    world.provider.send([ok, too_secret, unmarked, inside, outside, wrong_type, malware])
+    got = inbox_objects(world)
+    kinds = sorted((o["type"], o.get("latitude")) for o in got)
+    assert kinds == [("indicator", None), ("indicator", None), ("location", 46.0)]
+    assert all(o["object_marking_refs"] == [TLP2_IDS[1]] for o in got)
+
+
+def test_sighting_tied_to_a_location_outside_the_area_does_not_flow(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One", area="30,44,36,48")
+    far = location(10.0, 10.0)
+    target = indicator()
+    sighting = {
+        "type": "sighting",
+        "spec_version": "2.1",
+        "id": f"sighting--{uuid.uuid4()}",
+        "created": "2026-11-20T05:00:00.000Z",
+        "modified": "2026-11-20T05:00:00.000Z",
+        "sighting_of_ref": target["id"],
+        "where_sighted_refs": [far["id"]],
+        "object_marking_refs": [TLP2_IDS[1]],
+    }
+    world.provider.send([far, target])
+    world.provider.send([sighting])  # the location is found in the provider's outbox
+    assert sorted(o["type"] for o in inbox_objects(world)) == ["indicator"]
+
+
+def test_duplicates_are_ordinary_successes_and_not_released_twice(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    obj = indicator()
+    first = world.provider.send([obj]).json()
+    again = world.provider.send([obj]).json()
+    assert first["success_count"] == again["success_count"] == 1
+    assert len(inbox_objects(world)) == 1
+
+
+def test_two_providers_sending_the_same_object_get_the_same_answer(world: World) -> None:
+    world.exchange.add_party("Provider Two", provider=True, consumer=False)
+    _, token = world.exchange.rotate_party("Provider Two")
+    from tests.api.conftest import Caller
+
+    second = Caller(world.client, "Provider Two", token)
+    obj = indicator()
+    a, b = world.provider.send([obj]).json(), second.send([obj]).json()
+    for key in ("status", "total_count", "success_count", "failure_count", "pending_count", "successes"):
+        assert a[key] == b[key]
+
+
+def test_updates_reach_the_consumer_as_new_versions_of_its_copy(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    v1 = indicator()
+    world.provider.send([v1])
+    copy1 = inbox_objects(world)[0]
+    v2 = {**v1, "modified": "2026-11-22T00:00:00.000Z", "name": "updated"}
+    world.provider.send([v2])
+    latest = inbox_objects(world)
+    assert len(latest) == 1
+    copy2 = latest[0]
+    assert copy2["id"] == copy1["id"]
+    assert copy2["name"] == "updated"
+    assert copy2["created"] == copy1["created"]
+    assert copy2["modified"] > copy1["modified"]
+    cid = world.consumer.collection_id("inbox")
+    versions = world.consumer.get(f"/collections/{cid}/objects/{copy1['id']}/versions/").json()["versions"]
+    assert versions == [copy1["modified"], copy2["modified"]]
+    # an older version arriving late is stored for the provider but not released
+    v0 = {**v1, "modified": "2026-11-20T05:00:01.000Z", "name": "stale"}
+    world.provider.send([v0])
+    assert [o["name"] for o in inbox_objects(world)] == ["updated"]
+
+
+def test_revocation_reaches_the_consumer(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    v1 = indicator()
+    world.provider.send([v1])
+    world.provider.send([{**v1, "modified": "2026-11-22T00:00:00.000Z", "revoked": True}])
+    (copy,) = inbox_objects(world)
+    assert copy["revoked"] is True
+
+
+def test_delayed_release(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One", delay=3600)
+    world.provider.send([indicator()])
+    assert inbox_objects(world) == []
+    assert world.exchange.release_due() == 0
+    assert world.exchange.release_due(now_us() + 3601 * 1_000_000) == 1
+    assert len(inbox_objects(world)) == 1
+
+
+def test_agreement_ended_while_held_releases_nothing(world: World) -> None:
+    a = world.exchange.add_agreement("Provider One", "Consumer One", delay=3600)
+    world.provider.send([indicator()])
+    world.exchange.end_agreement(a["id"])
+    assert world.exchange.release_due(now_us() + 3601 * 1_000_000) == 1
+    assert inbox_objects(world) == []
+
+
+def test_revoked_consumer_gets_nothing_more(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    world.provider.send([indicator()])
+    party = world.exchange.authenticate(None, world.consumer.token)
+    inbox = next(c for c in world.exchange.collections(party) if c.kind == "inbox")
+    world.exchange.revoke_party("Consumer One")
+    world.provider.send([indicator()])
+    assert len(world.exchange.page(party, inbox.uuid, PageQuery(), None).rows) == 1
+
+
+def _opinion(refs: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "opinion",
+        "spec_version": "2.1",
+        "id": f"opinion--{uuid.uuid4()}",
+        "created": "2026-11-21T02:13:45.771Z",
+        "modified": "2026-11-21T02:13:45.771Z",
+        "opinion": "strongly-agree",
+        "explanation": "Struck; precise hit. Consumer One BDA to follow.",
+        "authors": ["Maj. Example"],
+        "object_refs": refs,
+        **extra,
+    }
+
+
+def test_feedback_goes_back_to_the_provider_only(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    world.exchange.add_agreement("Provider One", "Outsider")
+    original = indicator()
+    world.provider.send([original])
+    copy = inbox_objects(world)[0]
+    op = _opinion([copy["id"]], x_consumer_case="CASE-77", created_by_ref="identity--" + str(uuid.uuid4()))
+    sighting = {
+        "type": "sighting",
+        "spec_version": "2.1",
+        "id": f"sighting--{uuid.uuid4()}",
+        "created": "2026-11-21T02:13:45.771Z",
+        "modified": "2026-11-21T02:13:45.771Z",
+        "sighting_of_ref": copy["id"],
+        "where_sighted_refs": ["identity--" + str(uuid.uuid4())],
+        "count": 37,
+    }
+    r = world.consumer.send([op, sighting])
+    assert r.status_code == 202, r.text
+    back = inbox_objects(world, "provider")
+    assert sorted(o["type"] for o in back) == ["opinion", "sighting"]
+    got_op = next(o for o in back if o["type"] == "opinion")
+    got_s = next(o for o in back if o["type"] == "sighting")
+    assert got_op["object_refs"] == [original["id"]]
+    assert got_op["explanation"] == "Struck; precise hit. [REDACTED] BDA to follow."
+    assert got_op["created_by_ref"] == world.exchange.identity["id"]
+    assert got_op["id"] != op["id"]
+    for gone in ("authors", "x_consumer_case"):
+        assert gone not in got_op
+    assert got_s["sighting_of_ref"] == original["id"]
+    assert "where_sighted_refs" not in got_s and got_s["count"] == 20
+    # nobody else hears of it
+    assert all(o["type"] == "indicator" for o in inbox_objects(world, "outsider"))
+    assert all(o["type"] == "indicator" for o in inbox_objects(world))
+
+
+def test_feedback_naming_something_never_received_is_refused(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Outsider")
+    original = indicator()
+    world.provider.send([original])
+    theirs = inbox_objects(world, "outsider")[0]["id"]
+    for refs in ([original["id"]], [theirs], ["indicator--" + str(uuid.uuid4())]):
+        r = world.consumer.send([_opinion(refs)])
+        assert r.status_code == 422
+        problem = r.json()["details"]["problems"][0]["message"]
+        # the same words whether the object exists elsewhere or not
+        assert problem == "feedback must name objects in your inbox; this names none of them"
+    assert inbox_objects(world, "provider") == []
+
+
+def test_consumers_send_only_feedback(world: World) -> None:
+    r = world.consumer.send([indicator()])
+    assert r.status_code == 422
+    assert "may send only feedback" in r.json()["details"]["problems"][0]["message"]

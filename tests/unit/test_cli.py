@@ -1,0 +1,95 @@
+"""The operator CLI in process (click's runner) over a real SQLite broker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cutout.cli.main import main
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    for key in ("CUTOUT_DATA", "CUTOUT_URL", "CUTOUT_PARTY", "CUTOUT_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("CUTOUT_DATA", str(tmp_path / "broker"))
+    runner = CliRunner()
+
+    def invoke(*args: str) -> tuple[int, str]:
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        return result.exit_code, result.output
+
+    return invoke
+
+
+def test_init_party_agreement_round(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("init", "--name", "Test Exchange", "--json")
+    assert code == 0
+    assert json.loads(out)["identity"]["name"] == "Test Exchange"
+    code, out = run("init")
+    assert code == 1 and "already exists" in out
+
+    code, out = run("party", "add", "Bank A", "--provider", "--json")
+    assert code == 0
+    added = json.loads(out)
+    assert added["token"].startswith("ct_") and added["party"]["roles"] == ["provider"]
+    code, out = run("party", "add", "CERT", "--consumer")
+    assert code == 0 and "token: ct_" in out
+    code, out = run("party", "add", "CERT", "--consumer")
+    assert code == 1 and "already exists" in out
+    code, out = run("party", "add", "Nobody")
+    assert code == 1 and "provider, a consumer, or both" in out
+
+    code, out = run(
+        "agreement", "add", "--from", "Bank A", "--to", "CERT", "--types", "indicator,sighting",
+        "--tlp-max", "green", "--area", "30,44,36,48", "--delay", "60", "--json",
+    )  # fmt: skip
+    assert code == 0
+    agreement = json.loads(out)["agreement"]
+    assert agreement["types"] == ["indicator", "sighting"] and agreement["tlp_max"] == "green"
+    code, out = run("agreement", "add", "--from", "CERT", "--to", "Bank A")
+    assert code == 1 and "not an active provider" in out
+    code, out = run("agreement", "add", "--from", "Bank A", "--to", "CERT", "--types", "identity")
+    assert code == 1 and "never released" in out
+    code, out = run("agreement", "add", "--from", "Bank A", "--to", "CERT", "--types", "x-made-up")
+    assert code == 1 and "unknown STIX type" in out
+    code, out = run("agreement", "add", "--from", "Bank A", "--to", "CERT", "--area", "1,2,3")
+    assert code == 1 and "four numbers" in out
+
+    code, out = run("agreement", "list")
+    assert code == 0 and "Bank A -> CERT" in out
+    code, out = run("agreement", "end", str(agreement["id"]))
+    assert code == 0
+    code, out = run("agreement", "list", "--json")
+    assert json.loads(out)["agreements"] == []
+    code, out = run("agreement", "list", "--all", "--json")
+    assert json.loads(out)["agreements"][0]["ended"] is not None
+
+    code, out = run("party", "rotate", "Bank A", "--json")
+    assert code == 0 and json.loads(out)["token"] != added["token"]
+    code, out = run("party", "revoke", "Bank A")
+    assert code == 0
+    code, out = run("party", "list", "--json")
+    revoked = {p["name"]: p["revoked"] for p in json.loads(out)["parties"]}
+    assert revoked["Bank A"] is not None and revoked["CERT"] is None
+
+
+def test_config_check(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("config", "check")
+    assert code == 1 and "cutout init" in out
+    run("init")
+    code, out = run("config", "check", "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+    (tmp_path / "broker" / "cutout.toml").write_text("[cutout]\nport = 0\n")
+    code, out = run("config", "check")
+    assert code == 1 and "port must be" in out
+
+
+def test_client_needs_credentials(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "x.json"
+    f.write_text('[{"type": "indicator"}]')
+    code, out = run("send", str(f), "--url", "http://127.0.0.1:9")
+    assert code == 1 and "no credentials" in out
