@@ -538,6 +538,10 @@ class Exchange:
     def release_due(self, now: int | None = None, limit: int = 1000) -> int:
         """Release held items whose time has come; returns how many were processed."""
         now = now_us() if now is None else now
+        with self.store.read() as tx:
+            first = tx.next_due()
+        if first is None or first > now:
+            return 0  # nothing due: do not take the write lock
         with self.store.write() as tx:
             due = tx.due(now, limit)
             if not due:

@@ -1,7 +1,7 @@
 """The per-type allow-lists of ``cutout.sanitize.profiles`` against STIX 2.1 and the stix2 library.
 
 Two independent references are used: the stix2 library's v21 classes (always available) and the property
-tables of the STIX 2.1 specification text (``CUTOUT_STIX_SPEC``, default ``/work/shared/specs/stix-v2.1.md``;
+tables of the STIX 2.1 specification text (``CUTOUT_STIX_SPEC``, default ``../shared/specs/stix-v2.1.md`` beside the repository;
 the tests that need it are skipped when it is absent).
 """
 
@@ -28,7 +28,9 @@ from stix2.properties import (
 
 from cutout.sanitize.profiles import PROFILES, T, TypeProfile
 
-SPEC_PATH = Path(os.environ.get("CUTOUT_STIX_SPEC", "/work/shared/specs/stix-v2.1.md"))
+# the spec text lives in shared/ beside the repository (as on developers' machines and in CI)
+_DEFAULT_SPEC = Path(__file__).resolve().parents[3] / "shared" / "specs" / "stix-v2.1.md"
+SPEC_PATH = Path(os.environ.get("CUTOUT_STIX_SPEC", str(_DEFAULT_SPEC)))
 
 SDOS = (
     "attack-pattern",

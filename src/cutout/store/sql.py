@@ -16,11 +16,13 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
     func,
     insert,
+    inspect,
     or_,
     select,
     update,
@@ -99,11 +101,14 @@ class Store:
         s.metadata.create_all(self.engine)
 
     def is_initialised(self) -> bool:
+        """Whether the database holds a broker; ConfigError if it cannot be reached at all."""
         try:
+            if not inspect(self.engine).has_table("meta"):
+                return False
             with self.read() as tx:
                 return tx.get_meta("schema_version") is not None
-        except OperationalError:
-            return False
+        except OperationalError as exc:
+            raise ConfigError(f"cannot reach the database: {exc.orig}") from exc
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -256,6 +261,12 @@ class Tx:
         """
         if not new:
             return []
+        # lock the collection row (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers) and read
+        # its last date_added afresh: date_added must be unique and strictly increasing
+        q = select(s.collections.c.last_added).where(s.collections.c.id == coll.id)
+        if not self.is_sqlite:
+            q = q.with_for_update()
+        last_added = max(int(self.conn.execute(q).scalar_one()), 0)
         ids = list({n.stix_id for n in new})
         existing: dict[tuple[str, int], int] = {}
         latest: dict[str, tuple[int, int]] = {}  # stix_id -> (version_us, pk)
@@ -268,7 +279,6 @@ class Tx:
                 existing[(row.stix_id, row.version_us)] = row.pk
                 if row.latest:
                     latest[row.stix_id] = (row.version_us, row.pk)
-        last_added = max(int(coll.last_added), 0)
         added = max(now, last_added + 1)
         rows: list[dict[str, Any]] = []
         result: list[int | None] = []
@@ -411,23 +421,39 @@ class Tx:
             self.conn.execute(insert(s.copies), rows)
 
     def record_copies(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Set out_id / created_out / modified_out / origin_version_us of planned copies."""
+        """Set out_id / created_out / modified_out / origin_version_us of planned copies (one executemany)."""
+        if not rows:
+            return
         c = s.copies
-        for r in rows:
-            self.conn.execute(
-                update(c)
-                .where(
-                    c.c.recipient_id == r["recipient_id"],
-                    c.c.sender_id == r["sender_id"],
-                    c.c.orig_id == r["orig_id"],
-                )
-                .values(
-                    out_id=r["out_id"],
-                    created_out=r["created_out"],
-                    modified_out=r["modified_out"],
-                    origin_version_us=r["origin_version_us"],
-                )
+        stmt = (
+            update(c)
+            .where(
+                c.c.recipient_id == bindparam("k_recipient"),
+                c.c.sender_id == bindparam("k_sender"),
+                c.c.orig_id == bindparam("k_orig"),
             )
+            .values(
+                out_id=bindparam("v_out"),
+                created_out=bindparam("v_created"),
+                modified_out=bindparam("v_modified"),
+                origin_version_us=bindparam("v_origin"),
+            )
+        )
+        self.conn.execute(
+            stmt,
+            [
+                {
+                    "k_recipient": r["recipient_id"],
+                    "k_sender": r["sender_id"],
+                    "k_orig": r["orig_id"],
+                    "v_out": r["out_id"],
+                    "v_created": r["created_out"],
+                    "v_modified": r["modified_out"],
+                    "v_origin": r["origin_version_us"],
+                }
+                for r in rows
+            ],
+        )
 
     # -- releases -------------------------------------------------------------------------------------
     def hold(self, rows: Sequence[dict[str, Any]]) -> None:
