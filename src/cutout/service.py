@@ -696,6 +696,8 @@ class Exchange:
             )
             released.append([obj["id"], src.version, out["id"], version])
         inbox = tx.collection(recipient, "inbox")
+        # the order within a batch is the reader's id order, not the sender's envelope order
+        new.sort(key=lambda n: n.stix_id)
         tx.add_objects(inbox, new, now)
         tx.record_copies(records)
         event = {"from": sender, "to": recipient, "kind": kind, "released": released, "withheld": withheld}
