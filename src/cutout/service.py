@@ -452,11 +452,20 @@ class Exchange:
         return kinds
 
     def _learn_terms(self, tx: Tx, party: Party, objects: Sequence[Mapping[str, Any]]) -> None:
-        """The names of the identities a party signs its objects with are redacted from its free text."""
-        own = {o.get("created_by_ref") for o in objects}
-        names = {
-            o["name"] for o in objects if o["type"] == "identity" and o["id"] in own and isinstance(o.get("name"), str)
-        }
+        """The names of the identities a party signs its objects with are redacted from its free text.
+
+        The identity may come in the same envelope or may have been sent before (it is then in the outbox).
+        """
+        own = {o["created_by_ref"] for o in objects if isinstance(o.get("created_by_ref"), str)}
+        if not own:
+            return
+        identities = {o["id"]: o for o in objects if o["type"] == "identity" and o["id"] in own}
+        missing = own - identities.keys()
+        if missing:
+            outbox = tx.collection(party.id, "outbox")
+            for sid, row in tx.latest_objects(outbox.id, missing).items():
+                identities[sid] = orjson.loads(row.body)
+        names = {o["name"] for o in identities.values() if isinstance(o.get("name"), str)}
         if not names:
             return
         row = tx.party_by_id(party.id)

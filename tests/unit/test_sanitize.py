@@ -176,3 +176,47 @@ def test_feedback_profile_strips_the_consumer() -> None:
 def test_quantise_and_bucket() -> None:
     assert [quantise_confidence(v) for v in (0, 19, 20, 59, 60, 79, 80, 100)] == [10, 10, 30, 50, 70, 70, 90, 90]
     assert [bucket_count(v) for v in (0, 1, 3, 7, 120, 5000)] == [0, 1, 2, 5, 100, 1000]
+
+
+def test_custom_vocabulary_values_and_hash_names_do_not_leave() -> None:
+    ind = {
+        **INDICATOR,
+        "indicator_types": ["malicious-activity", "acme-desk-7"],
+        "kill_chain_phases": [
+            {"kill_chain_name": "mitre-attack", "phase_name": "acme-phase"},
+            {"kill_chain_name": "lockheed-martin-cyber-kill-chain", "phase_name": "delivery"},
+        ],
+    }
+    out, _ = run(ind)
+    assert out is not None
+    assert out["indicator_types"] == ["malicious-activity"]
+    assert out["kill_chain_phases"] == [
+        {"kill_chain_name": "lockheed-martin-cyber-kill-chain", "phase_name": "delivery"}
+    ]
+    rel = {
+        "type": "relationship",
+        "spec_version": "2.1",
+        "id": "relationship--4f6a1e52-0a2c-4a53-9a3b-0e6a2b5c9d15",
+        "created": "2026-11-20T05:41:17.382Z",
+        "modified": "2026-11-20T05:41:17.382Z",
+        "relationship_type": "acme-handled-by",
+        "source_ref": "malware--a",
+        "target_ref": "malware--b",
+    }
+    table = {
+        "malware--a": "malware--33333333-3333-4333-8333-333333333333",
+        "malware--b": "malware--33333333-3333-4333-8333-333333333334",
+    }
+    out, _ = run(rel, table)
+    assert out is not None
+    assert out["relationship_type"] == "related-to"
+    f = {
+        "type": "file",
+        "spec_version": "2.1",
+        "id": "file--00000000-0000-4000-8000-000000000001",
+        "name": "a.exe",
+        "hashes": {"SHA-256": "a" * 64, "ACME-FINGERPRINT": "zz"},
+    }
+    out, _ = run(f)
+    assert out is not None
+    assert out["hashes"] == {"SHA-256": "a" * 64}

@@ -17,6 +17,7 @@ from cutout.model.validate import Validator
 from cutout.sanitize.ids import sco_id
 from cutout.sanitize.profiles import PROFILES, T, TypeProfile
 from cutout.sanitize.redact import Redactor
+from cutout.sanitize.vocab import KILL_CHAIN_PHASES, restrict
 
 __all__ = [
     "FEEDBACK_PROFILES",
@@ -38,7 +39,7 @@ _REGISTRY_IDS = {
     "mitre-ics-attack": re.compile(r"(?:T\d{4}(?:\.\d{3})?|TA\d{4}|[SGMC]\d{4})"),
 }
 PUBLIC_REGISTRIES = frozenset(_REGISTRY_IDS)
-PUBLIC_KILL_CHAINS = frozenset({"mitre-attack", "lockheed-martin-cyber-kill-chain"})
+PUBLIC_KILL_CHAINS = frozenset(KILL_CHAIN_PHASES)
 
 #: what of a consumer's feedback may reach a provider: no where_sighted_refs, observed_data_refs or authors
 FEEDBACK_PROFILES: Mapping[str, TypeProfile] = {
@@ -131,6 +132,8 @@ class Sanitizer:
             if name not in obj:
                 continue
             value = self._treat(treatment, obj[name], resolve)
+            if treatment is T.KEEP and value is not None:
+                value = restrict(stix_type, name, value)
             if value is not None:
                 body[name] = value
         if self.bucket_counts and isinstance(body.get("count"), int):
@@ -191,7 +194,7 @@ class Sanitizer:
             kept = [
                 {"kill_chain_name": p["kill_chain_name"], "phase_name": p["phase_name"]}
                 for p in value
-                if isinstance(p, dict) and p.get("kill_chain_name") in PUBLIC_KILL_CHAINS and "phase_name" in p
+                if isinstance(p, dict) and p.get("phase_name") in KILL_CHAIN_PHASES.get(p.get("kill_chain_name"), ())
             ]
             return kept or None
         raise AssertionError(treatment)
