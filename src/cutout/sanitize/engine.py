@@ -123,10 +123,11 @@ class Sanitizer:
         properties); ``resolve`` maps a referenced original id to the reader's id, or None when the
         target is not released to that reader.
         """
-        stix_type = obj.get("type")
-        profile = self.profiles.get(stix_type) if isinstance(stix_type, str) else None
+        raw_type = obj.get("type")
+        profile = self.profiles.get(raw_type) if isinstance(raw_type, str) else None
         if profile is None or not profile.released:
-            return None, f"type {stix_type!r} is not released"
+            return None, f"type {raw_type!r} is not released"
+        stix_type = profile.type
         body: dict[str, Any] = {}
         for name, treatment in profile.properties.items():
             if name not in obj:
@@ -194,7 +195,8 @@ class Sanitizer:
             kept = [
                 {"kill_chain_name": p["kill_chain_name"], "phase_name": p["phase_name"]}
                 for p in value
-                if isinstance(p, dict) and p.get("phase_name") in KILL_CHAIN_PHASES.get(p.get("kill_chain_name"), ())
+                if isinstance(p, dict)
+                and p.get("phase_name") in KILL_CHAIN_PHASES.get(str(p.get("kill_chain_name")), ())
             ]
             return kept or None
         raise AssertionError(treatment)
