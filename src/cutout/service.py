@@ -712,6 +712,70 @@ class Exchange:
         event = {"from": sender, "to": recipient, "kind": kind, "released": released, "withheld": withheld}
         tx.append_audit([audit_row("release", event, now)])
 
+    # -- withdrawal -----------------------------------------------------------------------------------------
+    def delete_object(self, party: Party, coll_uuid: str, stix_id: str, q: PageQuery) -> int:
+        """§5.7: a sender withdraws (versions of) an object from its outbox.
+
+        When no version remains, every reader's copy is revoked as a new version of that copy (an SCO copy,
+        which cannot be revoked, stays), and anything still held for release is not released.
+        """
+        coll = self.collection(party, coll_uuid)
+        if coll.kind != "outbox":
+            raise Forbidden("your inbox is read-only; only what you sent can be withdrawn")
+        now = now_us()
+        with self.store.write() as tx:
+            deleted = tx.delete_versions(coll.id, stix_id, q)
+            if not deleted:
+                raise NotFound("no such object")
+            revoked: list[list[Any]] = []
+            if not tx.latest_objects(coll.id, [stix_id]):
+                stamp = floor_us(now, self.settings.release_granularity)
+                records = []
+                for c in tx.copies_of(party.id, stix_id):
+                    if c.out_id is None or c.modified_out is None:
+                        continue  # still held (and now never released), or an SCO
+                    inbox = tx.collection(c.recipient_id, "inbox")
+                    current = tx.latest_objects(inbox.id, [c.out_id]).get(c.out_id)
+                    if current is None:
+                        continue
+                    body = orjson.loads(current.body)
+                    if body.get("revoked") is True:
+                        continue
+                    modified = max(stamp, c.modified_out + 1000)
+                    body["revoked"] = True
+                    body["modified"] = format_ms(modified)
+                    tx.add_objects(
+                        inbox,
+                        [
+                            NewObject(
+                                stix_id=c.out_id,
+                                type=body["type"],
+                                version=body["modified"],
+                                version_us=modified,
+                                spec_version="2.1",
+                                body=orjson.dumps(body),
+                                origin=current.origin,
+                            )
+                        ],
+                        now,
+                    )
+                    records.append(
+                        {
+                            "recipient_id": c.recipient_id,
+                            "sender_id": party.id,
+                            "orig_id": stix_id,
+                            "out_id": c.out_id,
+                            "created_out": c.created_out,
+                            "modified_out": modified,
+                            "origin_version_us": c.origin_version_us,
+                        }
+                    )
+                    revoked.append([c.recipient_id, c.out_id, body["modified"]])
+                tx.record_copies(records)
+            event = {"party": party.id, "object": stix_id, "versions": deleted, "revoked": revoked}
+            tx.append_audit([audit_row("withdraw", event, now)])
+        return deleted
+
     # -- reading --------------------------------------------------------------------------------------------
     def page(self, party: Party, coll_uuid: str, q: PageQuery, token: str | None, stix_id: str | None = None) -> Page:
         """One page of a collection the party owns (§5.4 objects, §5.6 object, §5.3 manifest)."""

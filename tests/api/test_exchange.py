@@ -237,3 +237,59 @@ def test_consumers_send_only_feedback(world: World) -> None:
     r = world.consumer.send([indicator()])
     assert r.status_code == 422
     assert "may send only feedback" in r.json()["details"]["problems"][0]["message"]
+
+
+def test_withdrawal_revokes_every_copy(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    world.exchange.add_agreement("Provider One", "Outsider")
+    obj = indicator()
+    world.provider.send([obj])
+    before = {w: inbox_objects(world, w)[0] for w in ("consumer", "outsider")}
+    p = world.provider
+    outbox = p.collection_id("outbox")
+    r = world.client.delete(
+        f"/exchange/collections/{outbox}/objects/{obj['id']}/",
+        headers={"Authorization": f"Bearer {p.token}", "Accept": "application/taxii+json;version=2.1"},
+    )
+    assert r.status_code == 200
+    assert p.get(f"/collections/{outbox}/objects/{obj['id']}/").status_code == 404
+    for who, copy in before.items():
+        (after,) = inbox_objects(world, who)
+        assert after["id"] == copy["id"]
+        assert after["revoked"] is True
+        assert after["modified"] > copy["modified"]
+    # again: it is gone
+    r = world.client.delete(
+        f"/exchange/collections/{outbox}/objects/{obj['id']}/", headers={"Authorization": f"Bearer {p.token}"}
+    )
+    assert r.status_code == 404
+
+
+def test_withdrawal_of_a_held_object_releases_nothing(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One", delay=3600)
+    obj = indicator()
+    world.provider.send([obj])
+    outbox = world.provider.collection_id("outbox")
+    r = world.client.delete(
+        f"/exchange/collections/{outbox}/objects/{obj['id']}/",
+        headers={"Authorization": f"Bearer {world.provider.token}"},
+    )
+    assert r.status_code == 200
+    world.exchange.release_due(now_us() + 3601 * 1_000_000)
+    assert inbox_objects(world) == []
+
+
+def test_only_your_outbox_can_be_withdrawn_from(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    world.provider.send([indicator()])
+    copy = inbox_objects(world)[0]
+    c = world.consumer
+    headers = {"Authorization": f"Bearer {c.token}"}
+    inbox = c.collection_id("inbox")
+    assert (
+        world.client.delete(f"/exchange/collections/{inbox}/objects/{copy['id']}/", headers=headers).status_code == 403
+    )
+    theirs = world.provider.collection_id("outbox")
+    assert (
+        world.client.delete(f"/exchange/collections/{theirs}/objects/{copy['id']}/", headers=headers).status_code == 404
+    )

@@ -263,8 +263,12 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         result = await run_in_threadpool(ex.submit, party, request.path_params["coll"], objs)
         return _taxii(orjson.dumps(result), status=202)
 
-    # §5.6 get an object
+    # §5.6 get an object / §5.7 delete an object
     async def one_object(request: Request, party: Party) -> Response:
+        if request.method == "DELETE":
+            q = _parse_query(request, settings, ("all",))
+            await run_in_threadpool(ex.delete_object, party, request.path_params["coll"], request.path_params["obj"], q)
+            return Response(status_code=200)
         page = await _page(request, party, request.path_params["obj"], ("last",))
         if not page.rows:
             raise NotFound("no such object")
@@ -307,7 +311,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         *both(root + "/collections", collections, ["GET"]),
         *both(coll, collection, ["GET"]),
         *both(coll + "/objects", objects, ["GET", "POST"]),
-        *both(coll + "/objects/{obj}", one_object, ["GET"]),
+        *both(coll + "/objects/{obj}", one_object, ["GET", "DELETE"]),
         *both(coll + "/objects/{obj}/versions", versions, ["GET"]),
         *both(coll + "/manifest", manifest, ["GET"]),
     ]

@@ -390,6 +390,40 @@ class Tx:
                 out[row.stix_id] = row
         return out
 
+    def delete_versions(self, coll_id: int, stix_id: str, q: PageQuery) -> int:
+        """Delete the versions of one object that match the version filters; returns how many went.
+
+        The newest remaining version (if any) becomes the latest again.
+        """
+        rows = self.page(coll_id, PageQuery(versions=q.versions, spec_versions=q.spec_versions, limit=1 << 30), stix_id)
+        if not rows:
+            return 0
+        o = s.objects
+        versions = [
+            r.version_us
+            for r in self.conn.execute(
+                select(o.c.version_us).where(
+                    o.c.coll == coll_id, o.c.stix_id == stix_id, o.c.date_added.in_([r.date_added for r in rows])
+                )
+            )
+        ]
+        self.conn.execute(delete(o).where(o.c.coll == coll_id, o.c.stix_id == stix_id, o.c.version_us.in_(versions)))
+        newest = self.conn.execute(
+            select(func.max(o.c.version_us)).where(o.c.coll == coll_id, o.c.stix_id == stix_id)
+        ).scalar_one_or_none()
+        if newest is not None:
+            self.conn.execute(
+                update(o)
+                .where(o.c.coll == coll_id, o.c.stix_id == stix_id, o.c.version_us == newest)
+                .values(latest=True)
+            )
+        return len(rows)
+
+    def copies_of(self, sender_id: int, orig_id: str) -> list[Row[Any]]:
+        """Every recipient's copy of one sender's object."""
+        c = s.copies
+        return list(self.conn.execute(select(c).where(c.c.sender_id == sender_id, c.c.orig_id == orig_id)))
+
     # -- copies ---------------------------------------------------------------------------------------
     def copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> dict[str, Row[Any]]:
         out: dict[str, Row[Any]] = {}
