@@ -1,8 +1,8 @@
 """The per-type allow-lists of ``cutout.sanitize.profiles`` against STIX 2.1 and the stix2 library.
 
 Two independent references are used: the stix2 library's v21 classes (always available) and the property
-tables of the STIX 2.1 specification text (``CUTOUT_STIX_SPEC``, default ``../shared/specs/stix-v2.1.md`` beside the repository;
-the tests that need it are skipped when it is absent).
+tables of the STIX 2.1 specification text (``CUTOUT_STIX_SPEC``, default ``../shared/specs/stix-v2.1.md``
+beside the repository; the tests that need it are skipped when it is absent).
 """
 
 from __future__ import annotations
