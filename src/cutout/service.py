@@ -804,17 +804,22 @@ class Exchange:
 
     def _seal_cursor(self, party: Party, coll: Collection, position: int) -> str:
         nonce = secrets.token_bytes(12)
-        sealed = self._aead.encrypt(nonce, struct.pack(">q", position), _cursor_aad(party, coll))
+        sealed = self._aead.encrypt(nonce, struct.pack(">qq", coll.id, position), _cursor_aad(party))
         return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
 
     def _open_cursor(self, party: Party, coll: Collection, token: str) -> int:
+        """The position a token stands for; -1 for a token of another of the party's own collections.
+
+        A token that is not the exchange's, or is another party's, is a 400. A token of another of the
+        party's collections is ignored (OpenCTI keeps re-sending an old token beside a new added_after).
+        """
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            plain = self._aead.decrypt(raw[:12], raw[12:], _cursor_aad(party, coll))
-            (position,) = struct.unpack(">q", plain)
+            plain = self._aead.decrypt(raw[:12], raw[12:], _cursor_aad(party))
+            coll_id, position = struct.unpack(">qq", plain)
         except (InvalidTag, ValueError, binascii.Error, struct.error) as exc:
             raise BadRequest("the 'next' token is not valid for this collection") from exc
-        return int(position)
+        return int(position) if coll_id == coll.id else -1
 
     # -- operator views -------------------------------------------------------------------------------------
     def audit_rows(self) -> list[dict[str, Any]]:
@@ -830,8 +835,8 @@ class Exchange:
             ]
 
 
-def _cursor_aad(party: Party, coll: Collection) -> bytes:
-    return f"cutout-next\x1f{party.id}\x1f{coll.id}".encode()
+def _cursor_aad(party: Party) -> bytes:
+    return f"cutout-next\x1f{party.id}".encode()
 
 
 def _category(obj_type: str) -> str:
