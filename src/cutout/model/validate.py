@@ -45,10 +45,10 @@ from stix2validator.v21 import enums, musts
 from cutout.errors import Problem
 
 # The very objects stix2validator uses (reached through its modules, which are typed as Any here).
-CPE: Final = musts.CPE  # cpe.CPE
-Pattern: Final = musts.Pattern  # stix2patterns.v21.pattern.Pattern
+_CPE: Final = musts.CPE  # cpe.CPE
+_Pattern: Final = musts.Pattern  # stix2patterns.v21.pattern.Pattern
 _run_pattern_validator: Final = musts.pattern_validator  # stix2patterns.validator.run_validator
-HASHES_REGEX: Final[dict[str, tuple[str, str]]] = importlib.import_module(
+_HASHES_REGEX: Final[dict[str, tuple[str, str]]] = importlib.import_module(
     "stix2patterns.v21.object_validator"
 ).HASHES_REGEX
 
@@ -562,7 +562,7 @@ def _fast_pattern_messages(comparisons: list[tuple[str, list[str], str]]) -> lis
         if "hashes" in path:
             selector = path[-1]
             hash_type = selector.upper().replace("-", "").replace("'", "")
-            rule = HASHES_REGEX.get(hash_type)
+            rule = _HASHES_REGEX.get(hash_type)
             value = literal.replace("'", "")
             if rule is not None and not re.match(rule[0], value):
                 out.append(f"'pattern' is not a valid STIX pattern: {_short(value)} is not a valid {selector} hash")
@@ -582,7 +582,7 @@ def _slow_pattern_messages(pattern: str, is_21: bool) -> tuple[str, ...]:
             return tuple(
                 f"'pattern' is not a valid STIX pattern: {_cut_quoted(str(e).removeprefix('FAIL: '))}" for e in errors
             )
-        comparisons = Pattern(pattern).inspect().comparisons
+        comparisons = _Pattern(pattern).inspect().comparisons
     except Exception as exc:  # stix2validator would raise
         return (f"'pattern' cannot be processed by the STIX pattern parser ({type(exc).__name__})",)
     return tuple(_pattern_inspection_messages(comparisons))
@@ -600,7 +600,7 @@ def _pattern_messages(pattern: str, version: JSON) -> list[str]:
 @functools.lru_cache(maxsize=4096)
 def _cpe_verdict(value: str) -> str | None:
     try:
-        CPE(value, CPE.VERSION_2_3)
+        _CPE(value, _CPE.VERSION_2_3)
     except NotImplementedError:
         return f"'cpe' {_short(value)} is not a CPE 2.3 string"
     except Exception as exc:
@@ -926,17 +926,7 @@ _MUSTS: Final[tuple[Callable[[dict[str, JSON], list[str]], None], ...]] = (
 
 _VOCAB_PROPERTIES: Final = enums.VOCAB_PROPERTIES
 _KILL_CHAIN_USERS: Final = frozenset(enums.KILL_CHAIN_PHASE_USES)
-_NOT_CAPS_RE: Final = re.compile(r"^[^A-Z]+$")
-_PRODUCT_RE: Final = re.compile(r"^[a-z0-9-]+$")
-_CLASS_SUFFIX_RE: Final = re.compile(r".+_CLASS$")
-_CUSTOM_HASH_RE: Final = re.compile(r"^x_")
 _REL_ENDPOINT_RE: Final = re.compile(r"(.+)--")
-_HASH_ALGOS: Final = frozenset(enums.HASH_ALGO_OV)
-_PROTOCOLS: Final = frozenset(enums.protocols())
-_IPFIX: Final = frozenset(enums.ipfix())
-_HTTP_REQUEST_HEADERS: Final = frozenset(enums.HTTP_REQUEST_HEADERS)
-_SOCKET_OPTIONS: Final = frozenset(enums.SOCKET_OPTIONS)
-_PDF_DID: Final = frozenset(enums.PDF_DID)
 _CORE_TYPES: Final = frozenset(enums.TYPES) | frozenset(enums.RESERVED_OBJECTS) | _OBSERVABLE_TYPES
 _PROPERTIES: Final = {k: frozenset(v) for k, v in enums.PROPERTIES.items()}
 _RESERVED_PROPERTIES: Final = frozenset(enums.RESERVED_PROPERTIES)
@@ -1065,8 +1055,9 @@ def _should_general(inst: dict[str, JSON]) -> None:
 
 
 def _should_hash_keys(obj: dict[str, JSON], hashes: JSON) -> None:
+    """``shoulds.valid_hash_value`` regex-matches every name that is not a known algorithm."""
     for name in hashes:
-        if not _in_strs(name, _HASH_ALGOS) and not isinstance(name, str):
+        if not isinstance(name, str):
             raise _Refused("hash names must be strings")
 
 
@@ -1394,17 +1385,18 @@ class Validator:
         if "objects" in inst:
             with contextlib.suppress(Exception):  # an unhashable type: the checks below report it
                 odd_ids = _has_odd_observable_ids(inst)
-        mark = len(errs)
-        try:
-            if prefix:
-                raise _Refused("")  # nested objects: messages need the prefix, take the slow path
-            for must in _MUSTS:
-                must(inst, errs)
-            for should in _SHOULDS:
-                should(inst)
-        except Exception:
-            del errs[mark:]
+        if prefix:  # a nested object: its messages need the prefix
             self._checks_one_by_one(inst, errs, crashes, prefix)
+        else:
+            mark = len(errs)
+            try:  # all checks in one go; only if one raises, redo them one by one for precise messages
+                for must in _MUSTS:
+                    must(inst, errs)
+                for should in _SHOULDS:
+                    should(inst)
+            except Exception:
+                del errs[mark:]
+                self._checks_one_by_one(inst, errs, crashes, prefix)
         for key, value in inst.items():
             if type(value) is list:
                 for index, item in enumerate(value):
