@@ -18,7 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -39,7 +39,6 @@ from cutout.errors import (
 from cutout.keys import Keys
 from cutout.model.timestamps import floor_us, format_ms, format_us, now_us, parse_us
 from cutout.model.tlp import object_tlp, parse_tlp, tlp_name
-from cutout.model.validate import Validator, default_validator
 from cutout.policy import Agreement, coordinates, decide, parse_area
 from cutout.sanitize.engine import FEEDBACK_PROFILES, Sanitizer
 from cutout.sanitize.ids import keyed_id
@@ -49,6 +48,9 @@ from cutout.settings import Settings
 from cutout.store import Store, Tx
 from cutout.store.schema import SCHEMA_VERSION
 from cutout.store.sql import NewObject, PageQuery
+
+if TYPE_CHECKING:
+    from cutout.model.validate import Validator
 
 __all__ = ["Collection", "Exchange", "Page", "Party"]
 
@@ -126,13 +128,29 @@ class Exchange:
         self.settings = settings
         self.store = store
         self.keys = keys
-        self.validator = validator or default_validator()
+        self._validator = validator
         self._aead = AESGCM(keys.cursor_key)
         with store.read() as tx:
             identity = tx.get_meta("identity")
         if identity is None:
             raise NotInitialised(f"no broker in {settings.data_dir}; run 'cutout init' first")
         self.identity: dict[str, Any] = json.loads(identity)
+
+    @property
+    def validator(self) -> Validator:
+        """Built on first use: operator commands that never validate need not load the schemas."""
+        if self._validator is None:
+            from cutout.model.validate import default_validator
+
+            self._validator = default_validator()
+        return self._validator
+
+    def warm_up(self) -> None:
+        """Load the validator and vocabularies now, so the first submission is not the one that pays."""
+        from cutout.sanitize.vocab import vocabularies
+
+        vocabularies()
+        _ = self.validator
 
     # -- set-up -------------------------------------------------------------------------------------------
     @staticmethod
@@ -657,8 +675,13 @@ class Exchange:
         records: list[dict[str, Any]] = []
         withheld: list[list[str]] = []
         released: list[list[str]] = []
+        newest: dict[str, int] = {}
+        for obj, src in zip(objs, rows, strict=True):
+            newest[obj["id"]] = max(newest.get(obj["id"], src.version_us), src.version_us)
         for i in order:
             obj, src = objs[i], rows[i]
+            if src.version_us < newest[obj["id"]]:
+                continue  # several versions due at once: the reader gets the newest only
             prev = copies.get(obj["id"])
             if prev is not None and prev.origin_version_us is not None and prev.origin_version_us >= src.version_us:
                 continue  # an older or equal version than one already released

@@ -330,6 +330,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(ex.warm_up)
         task = asyncio.create_task(_scheduler(ex, settings.scheduler_interval)) if run_scheduler else None
         try:
             yield

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cutout.model.timestamps import ceil_us, floor_us, format_ms, parse_us
 from cutout.model.tlp import TLP2_IDS
-from cutout.model.validate import Validator
 from cutout.sanitize.ids import sco_id
 from cutout.sanitize.profiles import PROFILES, T, TypeProfile
 from cutout.sanitize.redact import Redactor
 from cutout.sanitize.vocab import KILL_CHAIN_PHASES, restrict
+
+if TYPE_CHECKING:
+    from cutout.model.validate import Validator
 
 __all__ = [
     "FEEDBACK_PROFILES",

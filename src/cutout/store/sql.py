@@ -362,7 +362,9 @@ class Tx:
                 )
                 alts.append(o.c.version_us == first)
             if stamps:
+                # an object without created/modified (an SCO) has its date_added as its version (§3.4.2)
                 alts.append(o.c.version_us.in_(stamps))
+                alts.append(and_(o.c.version == "", o.c.date_added.in_(stamps)))
             conds.append(or_(*alts))
         query = (
             select(o.c.stix_id, o.c.version, o.c.date_added, o.c.body, o.c.spec_version)
