@@ -13,9 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Agreement", "Area", "decide", "parse_area"]
+__all__ = ["RELEASE_MODES", "Agreement", "Area", "check_release", "decide", "parse_area"]
 
 Area = tuple[float, float, float, float]  # min lon, min lat, max lon, max lat
+
+#: how an agreement times its releases (see docs/concepts.md, "Release timing")
+RELEASE_MODES = ("none", "fixed", "exponential", "pool")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,9 @@ class Agreement:
     tlp_max: int
     area: Area | None
     delay: int
+    release: str = "fixed"
+    pool_k: int = 0
+    epoch: int = 0
 
     @classmethod
     def from_row(cls, row: Any) -> Agreement:
@@ -40,7 +46,17 @@ class Agreement:
             tlp_max=int(row.tlp_max),
             area=area,  # type: ignore[arg-type]
             delay=int(row.delay),
+            release=str(row.release),
+            pool_k=int(row.pool_k),
+            epoch=int(row.epoch),
         )
+
+    @property
+    def expected_delay(self) -> int:
+        """The delay one can expect, to choose between agreements: the pool's is one epoch."""
+        if self.release == "none":
+            return 0
+        return self.epoch if self.release == "pool" else self.delay
 
     def matches(self, obj_type: str, tlp: int, coords: Sequence[tuple[float, float]]) -> bool:
         if self.types is not None and obj_type not in self.types:
@@ -108,10 +124,28 @@ def coordinates(
 
 def decide(
     agreements: Iterable[Agreement], obj_type: str, tlp: int, coords: Sequence[tuple[float, float]]
-) -> dict[int, int]:
-    """Consumers the object may flow to, each with the shortest delay (seconds) of its matching agreements."""
-    out: dict[int, int] = {}
+) -> dict[int, Agreement]:
+    """Consumers the object may flow to, each with the matching agreement that releases soonest."""
+    out: dict[int, Agreement] = {}
     for a in agreements:
         if a.matches(obj_type, tlp, coords):
-            out[a.consumer_id] = min(a.delay, out.get(a.consumer_id, a.delay))
+            best = out.get(a.consumer_id)
+            if best is None or (a.expected_delay, a.id) < (best.expected_delay, best.id):
+                out[a.consumer_id] = a
     return out
+
+
+def check_release(release: str, delay: int, pool_k: int, epoch: int) -> None:
+    """Refuse a release timing that makes no sense (ValueError with the reason)."""
+    if release not in RELEASE_MODES:
+        raise ValueError(f"release must be one of {', '.join(RELEASE_MODES)}, not {release!r}")
+    if delay < 0 or pool_k < 0 or epoch < 0:
+        raise ValueError("delays, pool sizes and epochs must not be negative")
+    if release == "none" and delay:
+        raise ValueError("release 'none' (time-critical) takes no delay")
+    if release == "exponential" and delay <= 0:
+        raise ValueError("release 'exponential' needs --delay, the mean delay in seconds")
+    if release == "pool" and (pool_k < 2 or epoch <= 0):
+        raise ValueError("release 'pool' needs --pool-k (at least 2 providers) and --epoch (seconds)")
+    if release != "pool" and (pool_k or epoch):
+        raise ValueError("--pool-k and --epoch go with release 'pool' only")

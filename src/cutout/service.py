@@ -12,11 +12,13 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
+import random
 import secrets
 import struct
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +41,7 @@ from cutout.errors import (
 from cutout.keys import Keys
 from cutout.model.timestamps import floor_us, format_ms, format_us, now_us, parse_us
 from cutout.model.tlp import object_tlp, parse_tlp, tlp_name
-from cutout.policy import Agreement, coordinates, decide, parse_area
+from cutout.policy import Agreement, check_release, coordinates, decide, parse_area
 from cutout.sanitize.engine import FEEDBACK_PROFILES, Sanitizer
 from cutout.sanitize.ids import keyed_id
 from cutout.sanitize.profiles import PROFILES
@@ -124,8 +126,21 @@ def _version_of(obj: Mapping[str, Any]) -> tuple[str, int]:
 class Exchange:
     """The broker's use cases. One instance per process; thread-safe (all state is in the store)."""
 
-    def __init__(self, settings: Settings, store: Store, keys: Keys, validator: Validator | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        keys: Keys,
+        validator: Validator | None = None,
+        *,
+        clock: Callable[[], int] = now_us,
+        rng: random.Random | None = None,
+    ) -> None:
         self.settings = settings
+        #: microseconds since the epoch; tests pass a controllable clock
+        self.clock = clock
+        #: draws exponential delays; a system (unpredictable) generator unless a test seeds one
+        self.rng = rng or random.SystemRandom()
         self.store = store
         self.keys = keys
         self._validator = validator
@@ -207,7 +222,7 @@ class Exchange:
         if not (provider or consumer):
             raise BadRequest("a party must be a provider, a consumer, or both (--provider / --consumer)")
         token = "ct_" + secrets.token_urlsafe(32)
-        now = now_us()
+        now = self.clock()
         with self.store.write() as tx:
             if tx.party_by_name(name) is not None:
                 raise Conflict(f"a party named {name!r} already exists")
@@ -223,7 +238,7 @@ class Exchange:
             return [self._describe_party(r) for r in tx.parties()]
 
     def revoke_party(self, name: str) -> dict[str, Any]:
-        now = now_us()
+        now = self.clock()
         with self.store.write() as tx:
             row = self._party_row(tx, name)
             if row.revoked is not None:
@@ -234,7 +249,7 @@ class Exchange:
 
     def rotate_party(self, name: str) -> tuple[dict[str, Any], str]:
         token = "ct_" + secrets.token_urlsafe(32)
-        now = now_us()
+        now = self.clock()
         with self.store.write() as tx:
             row = self._party_row(tx, name)
             if row.revoked is not None:
@@ -269,8 +284,16 @@ class Exchange:
         tlp_max: str = "amber",
         area: str | None = None,
         delay: int = 0,
+        release: str | None = None,
+        pool_k: int = 0,
+        epoch: int = 0,
     ) -> dict[str, Any]:
-        """Let objects flow from a provider to a consumer: of these types, up to this TLP, in this area."""
+        """Let objects flow from a provider to a consumer: of these types, up to this TLP, in this area.
+
+        ``release`` times it: ``none`` (at once), ``fixed`` (``delay`` seconds), ``exponential`` (a random delay
+        of mean ``delay``), ``pool`` (at epochs, only once items of ``pool_k`` providers are waiting). Without
+        it, a delay means ``fixed`` and no delay ``none``.
+        """
         if types is not None:
             types = sorted({t.strip() for t in types if t.strip()})
             unknown = [t for t in types if t not in PROFILES]
@@ -286,9 +309,12 @@ class Exchange:
             box = None if area is None else parse_area(area)
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
-        if delay < 0:
-            raise BadRequest("the delay must not be negative")
-        now = now_us()
+        release = release or ("fixed" if delay else "none")
+        try:
+            check_release(release, delay, pool_k, epoch)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        now = self.clock()
         with self.store.write() as tx:
             prow, crow = self._party_row(tx, provider), self._party_row(tx, consumer)
             if not prow.provider or prow.revoked is not None:
@@ -297,7 +323,7 @@ class Exchange:
                 raise BadRequest(f"{consumer!r} is not an active consumer")
             if prow.id == crow.id:
                 raise BadRequest("a party cannot have an agreement with itself")
-            aid = tx.add_agreement(prow.id, crow.id, types, level, box, delay, now)
+            aid = tx.add_agreement(prow.id, crow.id, types, level, box, delay, now, release, pool_k, epoch)
             tx.append_audit([audit_row("agreement-add", {"agreement": aid}, now)])
             return self._describe_agreement(tx, tx.agreement(aid))
 
@@ -306,7 +332,7 @@ class Exchange:
             return [self._describe_agreement(tx, r) for r in tx.agreements(include_ended)]
 
     def end_agreement(self, agreement_id: int) -> dict[str, Any]:
-        now = now_us()
+        now = self.clock()
         with self.store.write() as tx:
             row = tx.agreement(agreement_id)
             if row is None:
@@ -328,7 +354,10 @@ class Exchange:
             "types": None if a.types is None else sorted(a.types),
             "tlp_max": tlp_name(a.tlp_max),
             "area": None if a.area is None else list(a.area),
+            "release": a.release,
             "delay": a.delay,
+            "pool_k": a.pool_k,
+            "epoch": a.epoch,
             "created": format_ms(row.created),
             "ended": None if row.ended is None else format_ms(row.ended),
         }
@@ -368,7 +397,7 @@ class Exchange:
                 f"{len(problems)} of {len(objects)} objects are not valid STIX 2.1; nothing was stored",
                 tuple(problems),
             )
-        now = now_us()
+        now = self.clock()
         status_id = str(uuid.uuid4())
         with self.store.write() as tx:
             kinds = self._classify(tx, party, objects)
@@ -411,13 +440,16 @@ class Exchange:
             tx.hold(later)
             if due_now:
                 self._release(tx, due_now, now)
+            unversioned = tx.unversioned_added(outbox.id, (o["id"] for o in objects if not _version_of(o)[0]))
             status = {
                 "id": status_id,
                 "status": "complete",
                 "request_timestamp": format_us(now),
                 "total_count": len(objects),
                 "success_count": len(objects),
-                "successes": [{"id": o["id"], "version": _version_of(o)[0] or format_us(now)} for o in objects],
+                "successes": [
+                    {"id": o["id"], "version": _version_of(o)[0] or format_us(unversioned[o["id"]])} for o in objects
+                ],
                 "failure_count": 0,
                 "failures": [],
                 "pending_count": 0,
@@ -508,14 +540,16 @@ class Exchange:
                 unmarked = self.settings.unmarked_level
                 for pk, o in intel:
                     coords = coordinates(o, locations, tied.get(o["id"], ()))
-                    for consumer_id, delay in decide(agreements, o["type"], object_tlp(o, unmarked), coords).items():
+                    for consumer_id, a in decide(agreements, o["type"], object_tlp(o, unmarked), coords).items():
                         rows.append(
                             {
-                                "due": now + delay * 1_000_000,
+                                "due": self._due(a, now),
                                 "recipient_id": consumer_id,
                                 "sender_id": party.id,
                                 "source_pk": pk,
                                 "kind": "intel",
+                                "pool_k": a.pool_k if a.release == "pool" else 0,
+                                "epoch": a.epoch if a.release == "pool" else 0,
                             }
                         )
                         planned[consumer_id].add(o["id"])
@@ -535,6 +569,8 @@ class Exchange:
                             "sender_id": party.id,
                             "source_pk": pk,
                             "kind": "feedback",
+                            "pool_k": 0,
+                            "epoch": 0,
                         }
                     )
                     feedback_planned[(provider_id, party.id)].add(o["id"])
@@ -543,6 +579,16 @@ class Exchange:
         for (recipient, sender), ids in feedback_planned.items():
             tx.plan_copies(recipient, sender, ids)
         return rows
+
+    def _due(self, a: Agreement, now: int) -> int:
+        """When an item released under ``a`` falls due."""
+        if a.release == "fixed":
+            return now + a.delay * 1_000_000
+        if a.release == "exponential":
+            return now + math.ceil(self.rng.expovariate(1.0 / a.delay) * 1_000_000)
+        if a.release == "pool":
+            return _next_epoch(now, a.epoch)
+        return now
 
     @staticmethod
     def _locations(tx: Tx, party: Party, objs: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -564,7 +610,7 @@ class Exchange:
     # -- release --------------------------------------------------------------------------------------------
     def release_due(self, now: int | None = None, limit: int = 1000) -> int:
         """Release held items whose time has come; returns how many were processed."""
-        now = now_us() if now is None else now
+        now = self.clock() if now is None else now
         with self.store.read() as tx:
             first = tx.next_due()
         if first is None or first > now:
@@ -573,6 +619,7 @@ class Exchange:
             due = tx.due(now, limit)
             if not due:
                 return 0
+            due = self._pool_gate(tx, due, now)
             items = [
                 {
                     "due": r.due,
@@ -586,6 +633,27 @@ class Exchange:
             self._release(tx, items, now, recheck=True)
             tx.drop_releases(r.pk for r in due)
         return len(due)
+
+    @staticmethod
+    def _pool_gate(tx: Tx, due: Sequence[Any], now: int) -> list[Any]:
+        """Pooled items go only when items of at least k distinct providers wait for their reader; the others
+        are put off to their next epoch. Returns the items to release now."""
+        go: list[Any] = []
+        senders: dict[int, int] = {}
+        later: dict[int, list[int]] = defaultdict(list)
+        for r in due:
+            if r.pool_k <= 0:
+                go.append(r)
+                continue
+            if r.recipient_id not in senders:
+                senders[r.recipient_id] = tx.pooled_senders(r.recipient_id, now)
+            if senders[r.recipient_id] >= r.pool_k:
+                go.append(r)
+            else:
+                later[_next_epoch(now, r.epoch)].append(r.pk)
+        for when, pks in later.items():
+            tx.postpone(pks, when)
+        return go
 
     def next_due(self) -> int | None:
         with self.store.read() as tx:
@@ -745,7 +813,7 @@ class Exchange:
         coll = self.collection(party, coll_uuid)
         if coll.kind != "outbox":
             raise Forbidden("your inbox is read-only; only what you sent can be withdrawn")
-        now = now_us()
+        now = self.clock()
         with self.store.write() as tx:
             deleted = tx.delete_versions(coll.id, stix_id, q)
             if not deleted:
@@ -856,6 +924,11 @@ class Exchange:
                 }
                 for r in tx.audit_rows()
             ]
+
+
+def _next_epoch(now: int, epoch_s: int) -> int:
+    step = epoch_s * 1_000_000
+    return (now // step + 1) * step
 
 
 def _cursor_aad(party: Party) -> bytes:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from cutout.policy import Agreement, coordinates, decide, in_area, parse_area
+from cutout.policy import Agreement, check_release, coordinates, in_area, parse_area
+from cutout.policy import decide as decide_agreements
 
 
 def agreement(**kw: object) -> Agreement:
@@ -17,6 +18,11 @@ def agreement(**kw: object) -> Agreement:
     }
     base.update(kw)
     return Agreement(**base)  # type: ignore[arg-type]
+
+
+def decide(agreements: list[Agreement], obj_type: str, tlp: int, coords: list[tuple[float, float]]) -> dict[int, int]:
+    """Consumer -> the delay of the agreement chosen for it."""
+    return {c: a.expected_delay for c, a in decide_agreements(agreements, obj_type, tlp, coords).items()}
 
 
 def test_no_agreement_nothing_flows() -> None:
@@ -81,3 +87,34 @@ def test_parse_area_refuses_nonsense(text: str) -> None:
 
 def test_parse_area() -> None:
     assert parse_area(" 30, 44 ,36,48") == (30.0, 44.0, 36.0, 48.0)
+
+
+def test_the_soonest_release_mode_wins() -> None:
+    pooled = agreement(id=1, release="pool", pool_k=3, epoch=3600)
+    expo = agreement(id=2, release="exponential", delay=600)
+    chosen = decide_agreements([pooled, expo], "indicator", 0, [])
+    assert chosen[2].id == 2
+    now = agreement(id=3, release="none")
+    assert decide_agreements([pooled, expo, now], "indicator", 0, [])[2].id == 3
+
+
+@pytest.mark.parametrize(
+    ("release", "delay", "k", "epoch", "message"),
+    [
+        ("sometimes", 0, 0, 0, "release must be one of"),
+        ("none", 5, 0, 0, "takes no delay"),
+        ("exponential", 0, 0, 0, "mean delay"),
+        ("pool", 0, 1, 60, "at least 2"),
+        ("pool", 0, 3, 0, "--epoch"),
+        ("fixed", 10, 3, 0, "pool' only"),
+        ("fixed", -1, 0, 0, "negative"),
+    ],
+)
+def test_check_release_refuses(release: str, delay: int, k: int, epoch: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_release(release, delay, k, epoch)
+
+
+def test_check_release_accepts() -> None:
+    for args in (("none", 0, 0, 0), ("fixed", 0, 0, 0), ("exponential", 60, 0, 0), ("pool", 0, 2, 60)):
+        check_release(*args)

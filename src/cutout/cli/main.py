@@ -173,7 +173,17 @@ def agreement() -> None:
 @click.option("--types", default=None, help="Comma-separated STIX types (default: every type the exchange releases).")
 @click.option("--tlp-max", default="amber", show_default=True, help="clear, green, amber, amber+strict or red.")
 @click.option("--area", default=None, help="MINLON,MINLAT,MAXLON,MAXLAT: objects with coordinates must lie inside.")
-@click.option("--delay", default=0, show_default=True, type=int, help="Seconds to hold each object before release.")
+@click.option(
+    "--delay", default=0, show_default=True, type=int, help="Seconds to hold each object (fixed), or the mean."
+)
+@click.option(
+    "--release",
+    type=click.Choice(["none", "fixed", "exponential", "pool"]),
+    default=None,
+    help="Release timing (default: fixed with --delay, else none).",
+)
+@click.option("--pool-k", default=0, type=int, help="pool: release only once items of K distinct providers wait.")
+@click.option("--epoch", default=0, type=int, help="pool: seconds between release epochs.")
 @data_option
 @db_option
 @command
@@ -184,13 +194,16 @@ def agreement_add(
     tlp_max: str,
     area: str | None,
     delay: int,
+    release: str | None,
+    pool_k: int,
+    epoch: int,
     data: Path | None,
     db: str | None,
     as_json: bool,
 ) -> None:
     """Add an agreement: objects flow from --from to --to while it matches them."""
     info = _exchange(data, db).add_agreement(
-        provider, consumer, None if types is None else types.split(","), tlp_max, area, delay
+        provider, consumer, None if types is None else types.split(","), tlp_max, area, delay, release, pool_k, epoch
     )
     _emit(as_json, {"agreement": info}, f"agreement {info['id']} added: {_agreement_line(info)}")
 
@@ -199,7 +212,13 @@ def _agreement_line(a: dict[str, Any]) -> str:
     types = ",".join(a["types"]) if a["types"] else "all released types"
     area = ",".join(f"{v:g}" for v in a["area"]) if a["area"] else "anywhere"
     ended = f" (ended {a['ended']})" if a["ended"] else ""
-    return f"{a['from']} -> {a['to']}: {types}; TLP up to {a['tlp_max']}; area {area}; delay {a['delay']}s{ended}"
+    timing = {
+        "none": "released at once",
+        "fixed": f"held {a['delay']}s",
+        "exponential": f"held a random delay of mean {a['delay']}s",
+        "pool": f"pooled: released every {a['epoch']}s once {a['pool_k']} providers wait",
+    }[a["release"]]
+    return f"{a['from']} -> {a['to']}: {types}; TLP up to {a['tlp_max']}; area {area}; {timing}{ended}"
 
 
 @agreement.command("list")

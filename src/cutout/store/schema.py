@@ -62,7 +62,11 @@ agreements = Table(
     Column("types", Text),  # JSON list, or NULL for every released type
     Column("tlp_max", Integer, nullable=False),
     Column("area", Text),  # JSON [minlon, minlat, maxlon, maxlat], or NULL
+    # none | fixed | exponential | pool; delay is the fixed delay, or the mean of the exponential one
+    Column("release", String(16), nullable=False, default="fixed"),
     Column("delay", Integer, nullable=False, default=0),
+    Column("pool_k", Integer, nullable=False, default=0),  # pool: distinct providers needed
+    Column("epoch", Integer, nullable=False, default=0),  # pool: seconds between release epochs
     Column("created", BigInteger, nullable=False),
     Column("ended", BigInteger),
 )
@@ -109,6 +113,8 @@ releases = Table(
     Column("sender_id", Integer, nullable=False),
     Column("source_pk", BigInteger, nullable=False),
     Column("kind", String(8), nullable=False),  # intel | feedback
+    Column("pool_k", Integer, nullable=False, default=0),  # > 0: pooled, released only with k providers
+    Column("epoch", Integer, nullable=False, default=0),
 )
 Index("ix_releases_due", releases.c.due)
 

@@ -210,6 +210,9 @@ class Tx:
         area: Sequence[float] | None,
         delay: int,
         now: int,
+        release: str = "fixed",
+        pool_k: int = 0,
+        epoch: int = 0,
     ) -> int:
         res = self.conn.execute(
             insert(s.agreements).values(
@@ -219,6 +222,9 @@ class Tx:
                 tlp_max=tlp_max,
                 area=None if area is None else json.dumps(list(area)),
                 delay=delay,
+                release=release,
+                pool_k=pool_k,
+                epoch=epoch,
                 created=now,
             )
         )
@@ -374,6 +380,19 @@ class Tx:
         )
         return list(self.conn.execute(query))
 
+    def unversioned_added(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, int]:
+        """date_added of the objects without created/modified (SCOs): that is their version (§3.4.2)."""
+        o = s.objects
+        out: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(stix_ids)), 500):
+            for row in self.conn.execute(
+                select(o.c.stix_id, o.c.date_added).where(
+                    o.c.coll == coll_id, o.c.stix_id.in_(chunk), o.c.version == ""
+                )
+            ):
+                out[row.stix_id] = row.date_added
+        return out
+
     def objects_by_pk(self, pks: Iterable[int]) -> dict[int, Row[Any]]:
         out: dict[int, Row[Any]] = {}
         for chunk in _chunks(sorted(set(pks)), 500):
@@ -504,6 +523,18 @@ class Tx:
 
     def next_due(self) -> int | None:
         return self.conn.execute(select(func.min(s.releases.c.due))).scalar_one_or_none()
+
+    def pooled_senders(self, recipient_id: int, now: int) -> int:
+        """How many distinct senders have pooled items due for a recipient."""
+        r = s.releases
+        q = select(func.count(func.distinct(r.c.sender_id))).where(
+            r.c.recipient_id == recipient_id, r.c.pool_k > 0, r.c.due <= now
+        )
+        return int(self.conn.execute(q).scalar_one())
+
+    def postpone(self, pks: Iterable[int], due: int) -> None:
+        for chunk in _chunks(sorted(set(pks)), 500):
+            self.conn.execute(update(s.releases).where(s.releases.c.pk.in_(chunk)).values(due=due))
 
     def drop_releases(self, pks: Iterable[int]) -> None:
         for chunk in _chunks(sorted(set(pks)), 500):
