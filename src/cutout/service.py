@@ -45,7 +45,7 @@ from cutout.policy import Agreement, check_release, coordinates, decide, parse_a
 from cutout.sanitize.engine import FEEDBACK_PROFILES, Sanitizer
 from cutout.sanitize.ids import keyed_id
 from cutout.sanitize.profiles import PROFILES
-from cutout.sanitize.redact import Redactor
+from cutout.sanitize.redact import Redactor, check_term
 from cutout.settings import Settings
 from cutout.store import Store, Tx
 from cutout.store.schema import SCHEMA_VERSION
@@ -257,6 +257,24 @@ class Exchange:
             tx.update_party(row.id, token_hash=_token_hash(token))
             tx.append_audit([audit_row("party-rotate", {"party": row.id}, now)])
             return self._describe_party(tx.party_by_id(row.id)), token
+
+    def party_terms(self, name: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[str]:
+        """A party's redaction terms (names, aliases, codenames, domains, addresses, CIDR ranges), after the
+        change. The names of the identities it signs its objects with are added as they are seen."""
+        try:
+            added = {check_term(t) for t in add}
+            removed = {check_term(t) for t in remove}
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        now = self.clock()
+        with self.store.write() as tx:
+            row = self._party_row(tx, name)
+            terms = (set(json.loads(row.terms)) | added) - removed
+            if added or removed:
+                tx.update_party(row.id, terms=json.dumps(sorted(terms)))
+                event = {"party": row.id, "added": len(added), "removed": len(removed)}
+                tx.append_audit([audit_row("party-terms", event, now)])
+        return sorted(terms)
 
     @staticmethod
     def _party_row(tx: Tx, name: str) -> Any:

@@ -293,3 +293,27 @@ def test_only_your_outbox_can_be_withdrawn_from(world: World) -> None:
     assert (
         world.client.delete(f"/exchange/collections/{theirs}/objects/{copy['id']}/", headers=headers).status_code == 404
     )
+
+
+def test_registered_terms_are_redacted_and_own_assets_withheld(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    terms = world.exchange.party_terms("Provider One", add=["Operation KESTREL", "192.0.2.0/24"])
+    assert terms == ["192.0.2.0/24", "Operation KESTREL"]
+
+    def ip(value: str) -> dict[str, Any]:
+        return {
+            "type": "ipv4-addr",
+            "spec_version": "2.1",
+            "id": f"ipv4-addr--{uuid.uuid4()}",
+            "value": value,
+            "object_marking_refs": [TLP2_IDS[1]],
+        }
+
+    own_ip, other_ip = ip("192.0.2.9"), ip("203.0.113.9")
+    own_pattern = indicator(pattern="[ipv4-addr:value = '192.0.2.10']")
+    text = indicator(description="Part of operation   kestrel; mail ops@provider.example")
+    assert world.provider.send([own_ip, other_ip, own_pattern, text]).status_code == 202
+    got = inbox_objects(world)
+    values = sorted(o.get("value") or o.get("description") or o.get("pattern") for o in got)
+    assert values == ["203.0.113.9", "Part of [REDACTED]; mail [REDACTED]"]
+    assert world.exchange.party_terms("Provider One", remove=["Operation KESTREL"]) == ["192.0.2.0/24"]

@@ -68,6 +68,15 @@ def test_init_party_agreement_round(run) -> None:  # type: ignore[no-untyped-def
     code, out = run("agreement", "list", "--all", "--json")
     assert json.loads(out)["agreements"][0]["ended"] is not None
 
+    code, out = run("party", "terms", "Bank A", "--add", "Project Heron", "--add", "198.51.100.0/24", "--json")
+    assert code == 0
+    assert json.loads(out)["terms"] == ["198.51.100.0/24", "Project Heron"]
+    code, out = run("party", "terms", "Bank A", "--add", "10.0.0.0/99")
+    assert code == 1
+    assert "not an address range" in out
+    code, out = run("party", "terms", "Bank A", "--remove", "Project Heron")
+    assert out.strip() == "198.51.100.0/24"
+
     code, out = run("party", "rotate", "Bank A", "--json")
     assert code == 0 and json.loads(out)["token"] != added["token"]
     code, out = run("party", "revoke", "Bank A")

@@ -22,3 +22,31 @@ def test_plain_text_untouched() -> None:
     assert (
         Redactor(["x-term"])("Convoy of six trucks at 22:00, 2026-11-20") == "Convoy of six trucks at 22:00, 2026-11-20"
     )
+
+
+def test_urls_and_addresses_always_go_but_times_stay() -> None:
+    out = Redactor([])("see https://portal.example/case/1, from 198.51.100.7 or 2001:db8::5 at 22:00:15.")
+    assert out == "see [REDACTED], from [REDACTED] or [REDACTED] at 22:00:15."
+
+
+def test_identifiers_naming_the_party() -> None:
+    r = Redactor(["KESTREL", "nw.example", "192.0.2.0/24", "2001:db8::/32"])
+    assert r.identifies("[ipv4-addr:value = '192.0.2.77']")
+    assert r.identifies("mail.nw.example")
+    assert r.identifies("2001:db8::5")
+    assert r.identifies("kestrel-relay")
+    assert not r.identifies("[ipv4-addr:value = '198.51.100.7']")
+    assert not r.identifies("example.org")
+    assert not Redactor([]).identifies("192.0.2.1")
+
+
+def test_check_term() -> None:
+    import pytest
+
+    from cutout.sanitize.redact import check_term
+
+    assert check_term(" Ｎorthern   Watch ") == "Northern Watch"
+    assert check_term("10.0.0.0/8") == "10.0.0.0/8"
+    for bad in ("x", "  ", "10.0.0.0/99"):
+        with pytest.raises(ValueError, match=r"."):
+            check_term(bad)

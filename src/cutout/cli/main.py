@@ -161,6 +161,21 @@ def party_rotate(name: str, data: Path | None, db: str | None, as_json: bool) ->
     _emit(as_json, {"party": info, "token": token}, f"new token for {name!r}: {token}")
 
 
+@party.command("terms")
+@click.argument("name")
+@click.option("--add", "add", multiple=True, help="A term to redact (repeatable): name, alias, domain, e-mail, CIDR.")
+@click.option("--remove", "remove", multiple=True, help="A term to stop redacting (repeatable).")
+@data_option
+@db_option
+@command
+def party_terms(
+    name: str, add: tuple[str, ...], remove: tuple[str, ...], data: Path | None, db: str | None, as_json: bool
+) -> None:
+    """Show or change the terms redacted from a party's free text (and whose objects are withheld)."""
+    terms = _exchange(data, db).party_terms(name, add, remove)
+    _emit(as_json, {"party": name, "terms": terms}, "\n".join(terms) or f"no terms for {name!r}")
+
+
 # -- agreements ---------------------------------------------------------------------------------------------
 @main.group()
 def agreement() -> None:

@@ -72,6 +72,10 @@ FEEDBACK_PROFILES: Mapping[str, TypeProfile] = {
     ),
 }
 
+#: identifiers that, if they name the sender, make the whole object the sender's own asset: withheld (for an
+#: SCO, these properties; for an indicator, its pattern)
+_SCO_IDENTIFIERS = ("value", "name", "path", "key", "subject", "issuer", "user_id", "account_login")
+
 _COUNT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
@@ -130,6 +134,10 @@ class Sanitizer:
         if profile is None or not profile.released:
             return None, f"type {raw_type!r} is not released"
         stix_type = profile.type
+        for key in _SCO_IDENTIFIERS if profile.category == "sco" else ("pattern",):
+            value = obj.get(key)
+            if isinstance(value, str) and self.redact.identifies(value):
+                return None, f"its {key} names the sender (a registered term or address range)"
         body: dict[str, Any] = {}
         for name, treatment in profile.properties.items():
             if name not in obj:

@@ -1,40 +1,89 @@
-"""Redaction of free text: a party's terms, and contact details, are replaced by ``[REDACTED]``.
+"""Redaction of free text: a party's terms, and recognisable identifiers, are replaced by ``[REDACTED]``.
 
-Text is NFKC-normalised first and terms are matched case-insensitively at word boundaries, so
-full-width or differently cased spellings of a name are caught too. E-mail addresses and international
-phone numbers are always redacted: in free text they are a reporter's contact details far more often than
-indicators (indicators belong in patterns and SCOs, which are not free text).
+Text is NFKC-normalised and case-folded for matching, and terms are matched at word boundaries with any run
+of white space standing for any other, so full-width, differently cased or differently spaced spellings of a
+name are caught too. A term may be a name, alias, codename, domain, e-mail address or phone number (matched as
+text) or an address range in CIDR form (``192.0.2.0/24``, ``2001:db8::/32``: any IP address inside it is
+caught).
+
+E-mail addresses, URLs, international phone numbers and IP addresses are always redacted from free text: there
+they are a reporter's contact details, portal links or own infrastructure far more often than indicators, and
+indicators belong in patterns and cyber observables, which are not free text and are not redacted.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["REDACTED", "Redactor"]
+__all__ = ["REDACTED", "Redactor", "check_term"]
 
 REDACTED = "[REDACTED]"
 
-_CONTACTS = (
-    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",  # e-mail
-    r"\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}\d",  # international phone number
+_IPV4 = r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# at least three colons, or a '::' (so a time such as 22:00:15 is not an address)
+_IPV6 = (
+    r"(?:[0-9a-f]{1,4}:){3,7}[0-9a-f]{1,4}|(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{0,4}::(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{0,4}"
 )
+_ALWAYS = (
+    r"[a-z][a-z0-9+.-]*://[^\s<>\"']*[^\s<>\"'.,;:!?)]",  # URL (not its trailing punctuation)
+    r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}",  # e-mail
+    r"\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}\d",  # international phone number
+    _IPV4,
+    _IPV6,
+)
+
+
+def check_term(term: str) -> str:
+    """A term as it will be matched; ValueError if it is empty or a malformed address range."""
+    cleaned = " ".join(unicodedata.normalize("NFKC", term).split())
+    if len(cleaned) < 2:
+        raise ValueError(f"a redaction term needs at least two characters: {term!r}")
+    if ("/" in cleaned and cleaned[0].isalnum() and ":" in cleaned) or re.fullmatch(r"[\d.]+/\d+", cleaned):
+        try:
+            ipaddress.ip_network(cleaned, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"not an address range: {term!r}") from exc
+    return cleaned
 
 
 class Redactor:
     """Replaces a fixed set of terms; built once per batch, applied to every free-text field."""
 
     def __init__(self, terms: Iterable[str]) -> None:
-        cleaned = sorted(
-            {unicodedata.normalize("NFKC", t).strip() for t in terms if t and t.strip()},
-            key=len,
-            reverse=True,
-        )
-        # any run of white space in a term matches any run of white space in the text
-        alternatives = [*_CONTACTS, *(r"\s+".join(re.escape(w) for w in t.split()) for t in cleaned)]
-        self._pattern = re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE)
+        words: set[str] = set()
+        self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for term in terms:
+            if not term or not term.strip():
+                continue
+            cleaned = " ".join(unicodedata.normalize("NFKC", term).split())
+            try:
+                self._networks.append(ipaddress.ip_network(cleaned, strict=False))
+                continue
+            except ValueError:
+                words.add(cleaned)
+        ordered = [r"\s+".join(re.escape(w) for w in t.split()) for t in sorted(words, key=len, reverse=True)]
+        self._pattern = re.compile(r"(?<!\w)(?:" + "|".join([*_ALWAYS, *ordered]) + r")(?!\w)", re.IGNORECASE)
+        self._terms = re.compile(r"(?<!\w)(?:" + "|".join(ordered) + r")(?!\w)", re.IGNORECASE) if ordered else None
+        self._addresses = re.compile(rf"(?<![\w.:])(?:{_IPV4}|{_IPV6})(?![\w:])", re.IGNORECASE)
 
     def __call__(self, text: str) -> str:
+        return self._pattern.sub(REDACTED, unicodedata.normalize("NFKC", text))
+
+    def identifies(self, text: str) -> bool:
+        """Whether an identifier (an observable's value, a pattern) names the party: one of its terms, or an
+        address in one of its ranges. Such an object is the party's own asset and is withheld whole."""
         norm = unicodedata.normalize("NFKC", text)
-        return self._pattern.sub(REDACTED, norm)
+        if self._terms is not None and self._terms.search(norm):
+            return True
+        if self._networks:
+            for found in self._addresses.finditer(norm):
+                try:
+                    address = ipaddress.ip_address(found.group(0))
+                except ValueError:
+                    continue
+                if any(address in net for net in self._networks if net.version == address.version):
+                    return True
+        return False
