@@ -33,6 +33,7 @@ class Agreement:
     release: str = "fixed"
     pool_k: int = 0
     epoch: int = 0
+    review: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> Agreement:
@@ -49,6 +50,7 @@ class Agreement:
             release=str(row.release),
             pool_k=int(row.pool_k),
             epoch=int(row.epoch),
+            review=bool(row.review),
         )
 
     @property

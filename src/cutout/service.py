@@ -305,12 +305,14 @@ class Exchange:
         release: str | None = None,
         pool_k: int = 0,
         epoch: int = 0,
+        review: bool = False,
     ) -> dict[str, Any]:
         """Let objects flow from a provider to a consumer: of these types, up to this TLP, in this area.
 
         ``release`` times it: ``none`` (at once), ``fixed`` (``delay`` seconds), ``exponential`` (a random delay
         of mean ``delay``), ``pool`` (at epochs, only once items of ``pool_k`` providers are waiting). Without
-        it, a delay means ``fixed`` and no delay ``none``.
+        it, a delay means ``fixed`` and no delay ``none``. With ``review``, an object whose free text had to be
+        redacted is held for the operator (``cutout review``) instead of being released redacted.
         """
         if types is not None:
             types = sorted({t.strip() for t in types if t.strip()})
@@ -341,7 +343,7 @@ class Exchange:
                 raise BadRequest(f"{consumer!r} is not an active consumer")
             if prow.id == crow.id:
                 raise BadRequest("a party cannot have an agreement with itself")
-            aid = tx.add_agreement(prow.id, crow.id, types, level, box, delay, now, release, pool_k, epoch)
+            aid = tx.add_agreement(prow.id, crow.id, types, level, box, delay, now, release, pool_k, epoch, review)
             tx.append_audit([audit_row("agreement-add", {"agreement": aid}, now)])
             return self._describe_agreement(tx, tx.agreement(aid))
 
@@ -376,6 +378,7 @@ class Exchange:
             "delay": a.delay,
             "pool_k": a.pool_k,
             "epoch": a.epoch,
+            "review": a.review,
             "created": format_ms(row.created),
             "ended": None if row.ended is None else format_ms(row.ended),
         }
@@ -568,6 +571,7 @@ class Exchange:
                                 "kind": "intel",
                                 "pool_k": a.pool_k if a.release == "pool" else 0,
                                 "epoch": a.epoch if a.release == "pool" else 0,
+                                "review": a.review,
                             }
                         )
                         planned[consumer_id].add(o["id"])
@@ -589,6 +593,7 @@ class Exchange:
                             "kind": "feedback",
                             "pool_k": 0,
                             "epoch": 0,
+                            "review": False,
                         }
                     )
                     feedback_planned[(provider_id, party.id)].add(o["id"])
@@ -645,6 +650,7 @@ class Exchange:
                     "sender_id": r.sender_id,
                     "source_pk": r.source_pk,
                     "kind": r.kind,
+                    "review": bool(r.review),
                 }
                 for r in due
             ]
@@ -679,19 +685,20 @@ class Exchange:
 
     def _release(self, tx: Tx, items: Sequence[Mapping[str, Any]], now: int, recheck: bool = False) -> None:
         sources = tx.objects_by_pk(i["source_pk"] for i in items)
-        groups: dict[tuple[int, int, str], list[Any]] = defaultdict(list)
+        groups: dict[tuple[int, int, str, bool], list[Any]] = defaultdict(list)
         for item in items:
             src = sources.get(item["source_pk"])
             if src is not None:
-                groups[(item["recipient_id"], item["sender_id"], item["kind"])].append(src)
-        for (recipient, sender, kind), rows in groups.items():
+                key = (item["recipient_id"], item["sender_id"], item["kind"], bool(item.get("review")))
+                groups[key].append(src)
+        for (recipient, sender, kind, review), rows in groups.items():
             objs = [orjson.loads(r.body) for r in rows]
             if recheck and kind == "intel":
                 keep = self._still_agreed(tx, sender, recipient, objs)
                 rows = [r for r, k in zip(rows, keep, strict=True) if k]
                 objs = [o for o, k in zip(objs, keep, strict=True) if k]
             if objs:
-                self._release_group(tx, recipient, sender, kind, rows, objs, now)
+                self._release_group(tx, recipient, sender, kind, rows, objs, now, review)
 
     def _still_agreed(self, tx: Tx, sender: int, recipient: int, objs: Sequence[Mapping[str, Any]]) -> list[bool]:
         """Agreements may have ended while an item was held: decide again (fail closed)."""
@@ -708,6 +715,7 @@ class Exchange:
         rows: Sequence[Any],
         objs: Sequence[dict[str, Any]],
         now: int,
+        review: bool = False,
     ) -> None:
         sender_row = tx.party_by_id(sender)
         redactor = Redactor([sender_row.name, *json.loads(sender_row.terms)])
@@ -761,6 +769,7 @@ class Exchange:
         records: list[dict[str, Any]] = []
         withheld: list[list[str]] = []
         released: list[list[str]] = []
+        held: list[dict[str, Any]] = []
         newest: dict[str, int] = {}
         for obj, src in zip(objs, rows, strict=True):
             newest[obj["id"]] = max(newest.get(obj["id"], src.version_us), src.version_us)
@@ -776,6 +785,7 @@ class Exchange:
             if prev is not None and prev.modified_out is not None and modified <= prev.modified_out:
                 modified = prev.modified_out + 1000
             created = min(created, modified)
+            redactor.count = 0
             out, reason = sanitizer.sanitize(
                 obj,
                 keyed=keyed(obj["type"], obj["id"]),
@@ -786,6 +796,18 @@ class Exchange:
             )
             if out is None:
                 withheld.append([obj["id"], reason])
+                continue
+            if review and redactor.count:
+                held.append(
+                    {
+                        "at": now,
+                        "recipient_id": recipient,
+                        "sender_id": sender,
+                        "source_pk": src.pk,
+                        "kind": kind,
+                        "preview": orjson.dumps(out),
+                    }
+                )
                 continue
             if not feedback:
                 batch[obj["id"]] = out["id"]
@@ -818,8 +840,54 @@ class Exchange:
         new.sort(key=lambda n: n.stix_id)
         tx.add_objects(inbox, new, now)
         tx.record_copies(records)
-        event = {"from": sender, "to": recipient, "kind": kind, "released": released, "withheld": withheld}
+        tx.add_reviews(held)
+        event = {
+            "from": sender,
+            "to": recipient,
+            "kind": kind,
+            "released": released,
+            "withheld": withheld,
+            "held_for_review": [h["source_pk"] for h in held],
+        }
         tx.append_audit([audit_row("release", event, now)])
+
+    # -- review ---------------------------------------------------------------------------------------------
+    def list_reviews(self) -> list[dict[str, Any]]:
+        """Objects held for the operator: who to whom, and the redacted copy as it would be released."""
+        with self.store.read() as tx:
+            names = {p.id: p.name for p in tx.parties()}
+            return [
+                {
+                    "id": r.id,
+                    "held": format_ms(r.at),
+                    "from": names.get(r.sender_id),
+                    "to": names.get(r.recipient_id),
+                    "kind": r.kind,
+                    "preview": orjson.loads(r.preview),
+                }
+                for r in tx.reviews()
+            ]
+
+    def decide_review(self, review_id: int, release: bool) -> dict[str, Any]:
+        """Release the held object (redacted, as previewed, but stamped now) or reject it for good."""
+        now = self.clock()
+        with self.store.write() as tx:
+            row = tx.review(review_id)
+            if row is None:
+                raise NotFound(f"no held object {review_id}")
+            tx.drop_review(review_id)
+            if release:
+                item = {
+                    "recipient_id": row.recipient_id,
+                    "sender_id": row.sender_id,
+                    "source_pk": row.source_pk,
+                    "kind": row.kind,
+                    "review": False,
+                }
+                self._release(tx, [item], now, recheck=True)
+            event = {"review": review_id, "released": release}
+            tx.append_audit([audit_row("review", event, now)])
+        return {"id": review_id, "released": release}
 
     # -- withdrawal -----------------------------------------------------------------------------------------
     def delete_object(self, party: Party, coll_uuid: str, stix_id: str, q: PageQuery) -> int:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+
+from cutout.errors import NotFound
 from cutout.model.timestamps import now_us
 from cutout.model.tlp import TLP2_IDS
 from cutout.store.sql import PageQuery
@@ -317,3 +320,26 @@ def test_registered_terms_are_redacted_and_own_assets_withheld(world: World) -> 
     values = sorted(o.get("value") or o.get("description") or o.get("pattern") for o in got)
     assert values == ["203.0.113.9", "Part of [REDACTED]; mail [REDACTED]"]
     assert world.exchange.party_terms("Provider One", remove=["Operation KESTREL"]) == ["192.0.2.0/24"]
+
+
+def test_review_holds_redacted_objects_for_the_operator(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One", review=True)
+    clean = indicator(description="Beacon every 60 s")
+    dirty = indicator(description="Reported by Provider One's desk")
+    rejected = indicator(description="Call +99 555 0100")
+    world.provider.send([clean, dirty, rejected])
+    assert [o["description"] for o in inbox_objects(world)] == ["Beacon every 60 s"]
+    held = world.exchange.list_reviews()
+    assert len(held) == 2
+    by_text = {h["preview"]["description"]: h for h in held}
+    assert set(by_text) == {"Reported by [REDACTED]'s desk", "Call [REDACTED]"}
+    first = by_text["Reported by [REDACTED]'s desk"]
+    assert first["from"] == "Provider One"
+    assert first["to"] == "Consumer One"
+    world.exchange.decide_review(first["id"], release=True)
+    world.exchange.decide_review(by_text["Call [REDACTED]"]["id"], release=False)
+    got = sorted(o["description"] for o in inbox_objects(world))
+    assert got == ["Beacon every 60 s", "Reported by [REDACTED]'s desk"]
+    assert world.exchange.list_reviews() == []
+    with pytest.raises(NotFound):
+        world.exchange.decide_review(first["id"], release=True)

@@ -102,3 +102,18 @@ def test_client_needs_credentials(run, tmp_path: Path) -> None:  # type: ignore[
     f.write_text('[{"type": "indicator"}]')
     code, out = run("send", str(f), "--url", "http://127.0.0.1:9")
     assert code == 1 and "no credentials" in out
+
+
+def test_review_commands(run) -> None:  # type: ignore[no-untyped-def]
+    run("init")
+    code, out = run("review", "list")
+    assert code == 0
+    assert out.strip() == "nothing held for review"
+    code, out = run("review", "list", "--json")
+    assert json.loads(out) == {"reviews": []}
+    code, out = run("review", "release", "7")
+    assert code == 1
+    assert "no held object 7" in out
+    code, out = run("review", "reject", "7", "--json")
+    assert code == 1
+    assert json.loads(out)["error"]["code"] == "not-found"

@@ -199,6 +199,7 @@ def agreement() -> None:
 )
 @click.option("--pool-k", default=0, type=int, help="pool: release only once items of K distinct providers wait.")
 @click.option("--epoch", default=0, type=int, help="pool: seconds between release epochs.")
+@click.option("--review", is_flag=True, help="Hold objects whose free text had to be redacted for review.")
 @data_option
 @db_option
 @command
@@ -212,13 +213,23 @@ def agreement_add(
     release: str | None,
     pool_k: int,
     epoch: int,
+    review: bool,
     data: Path | None,
     db: str | None,
     as_json: bool,
 ) -> None:
     """Add an agreement: objects flow from --from to --to while it matches them."""
     info = _exchange(data, db).add_agreement(
-        provider, consumer, None if types is None else types.split(","), tlp_max, area, delay, release, pool_k, epoch
+        provider,
+        consumer,
+        None if types is None else types.split(","),
+        tlp_max,
+        area,
+        delay,
+        release,
+        pool_k,
+        epoch,
+        review,
     )
     _emit(as_json, {"agreement": info}, f"agreement {info['id']} added: {_agreement_line(info)}")
 
@@ -233,7 +244,8 @@ def _agreement_line(a: dict[str, Any]) -> str:
         "exponential": f"held a random delay of mean {a['delay']}s",
         "pool": f"pooled: released every {a['epoch']}s once {a['pool_k']} providers wait",
     }[a["release"]]
-    return f"{a['from']} -> {a['to']}: {types}; TLP up to {a['tlp_max']}; area {area}; {timing}{ended}"
+    review = "; redactions reviewed" if a["review"] else ""
+    return f"{a['from']} -> {a['to']}: {types}; TLP up to {a['tlp_max']}; area {area}; {timing}{review}{ended}"
 
 
 @agreement.command("list")
@@ -257,6 +269,48 @@ def agreement_end(agreement_id: int, data: Path | None, db: str | None, as_json:
     """End an agreement: nothing more flows under it, held items included."""
     info = _exchange(data, db).end_agreement(agreement_id)
     _emit(as_json, {"agreement": info}, f"agreement {agreement_id} ended")
+
+
+# -- review -------------------------------------------------------------------------------------------------
+@main.group()
+def review() -> None:
+    """Objects held for the operator because their free text had to be redacted."""
+
+
+@review.command("list")
+@data_option
+@db_option
+@command
+def review_list(data: Path | None, db: str | None, as_json: bool) -> None:
+    """List held objects, each with the redacted copy as it would be released."""
+    rows = _exchange(data, db).list_reviews()
+    lines = []
+    for r in rows:
+        lines.append(f"{r['id']:>4}  {r['held']}  {r['from']} -> {r['to']}  {r['preview']['type']}")
+        lines.append("      " + json.dumps(r["preview"], indent=2).replace("\n", "\n      "))
+    _emit(as_json, {"reviews": rows}, "\n".join(lines) or "nothing held for review")
+
+
+@review.command("release")
+@click.argument("review_id", type=int)
+@data_option
+@db_option
+@command
+def review_release(review_id: int, data: Path | None, db: str | None, as_json: bool) -> None:
+    """Release a held object, redacted as previewed."""
+    result = _exchange(data, db).decide_review(review_id, release=True)
+    _emit(as_json, result, f"held object {review_id} released")
+
+
+@review.command("reject")
+@click.argument("review_id", type=int)
+@data_option
+@db_option
+@command
+def review_reject(review_id: int, data: Path | None, db: str | None, as_json: bool) -> None:
+    """Reject a held object: it is never released to that consumer."""
+    result = _exchange(data, db).decide_review(review_id, release=False)
+    _emit(as_json, result, f"held object {review_id} rejected")
 
 
 # -- running ------------------------------------------------------------------------------------------------

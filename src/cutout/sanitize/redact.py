@@ -69,8 +69,13 @@ class Redactor:
         self._terms = re.compile(r"(?<!\w)(?:" + "|".join(ordered) + r")(?!\w)", re.IGNORECASE) if ordered else None
         self._addresses = re.compile(rf"(?<![\w.:])(?:{_IPV4}|{_IPV6})(?![\w:])", re.IGNORECASE)
 
+    #: how many replacements this redactor has made (the service reads it to send objects for review)
+    count = 0
+
     def __call__(self, text: str) -> str:
-        return self._pattern.sub(REDACTED, unicodedata.normalize("NFKC", text))
+        out, n = self._pattern.subn(REDACTED, unicodedata.normalize("NFKC", text))
+        self.count += n
+        return out
 
     def identifies(self, text: str) -> bool:
         """Whether an identifier (an observable's value, a pattern) names the party: one of its terms, or an

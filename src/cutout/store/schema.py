@@ -67,6 +67,8 @@ agreements = Table(
     Column("delay", Integer, nullable=False, default=0),
     Column("pool_k", Integer, nullable=False, default=0),  # pool: distinct providers needed
     Column("epoch", Integer, nullable=False, default=0),  # pool: seconds between release epochs
+    # hold objects whose free text had to be redacted for the operator's review
+    Column("review", Boolean, nullable=False, default=False),
     Column("created", BigInteger, nullable=False),
     Column("ended", BigInteger),
 )
@@ -115,8 +117,22 @@ releases = Table(
     Column("kind", String(8), nullable=False),  # intel | feedback
     Column("pool_k", Integer, nullable=False, default=0),  # > 0: pooled, released only with k providers
     Column("epoch", Integer, nullable=False, default=0),
+    Column("review", Boolean, nullable=False, default=False),
 )
 Index("ix_releases_due", releases.c.due)
+
+# objects held for the operator's review (an agreement with review on, and free text that had to be redacted)
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", BigInteger, nullable=False),
+    Column("recipient_id", Integer, nullable=False),
+    Column("sender_id", Integer, nullable=False),
+    Column("source_pk", BigInteger, nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("preview", LargeBinary, nullable=False),  # the redacted copy as it would be released
+)
 
 statuses = Table(
     "statuses",

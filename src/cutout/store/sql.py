@@ -213,6 +213,7 @@ class Tx:
         release: str = "fixed",
         pool_k: int = 0,
         epoch: int = 0,
+        review: bool = False,
     ) -> int:
         res = self.conn.execute(
             insert(s.agreements).values(
@@ -225,6 +226,7 @@ class Tx:
                 release=release,
                 pool_k=pool_k,
                 epoch=epoch,
+                review=review,
                 created=now,
             )
         )
@@ -539,6 +541,20 @@ class Tx:
     def drop_releases(self, pks: Iterable[int]) -> None:
         for chunk in _chunks(sorted(set(pks)), 500):
             self.conn.execute(delete(s.releases).where(s.releases.c.pk.in_(chunk)))
+
+    # -- reviews ----------------------------------------------------------------------------------------
+    def add_reviews(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(s.reviews), list(rows))
+
+    def reviews(self) -> list[Row[Any]]:
+        return list(self.conn.execute(select(s.reviews).order_by(s.reviews.c.id)))
+
+    def review(self, review_id: int) -> Row[Any] | None:
+        return self.conn.execute(select(s.reviews).where(s.reviews.c.id == review_id)).first()
+
+    def drop_review(self, review_id: int) -> None:
+        self.conn.execute(delete(s.reviews).where(s.reviews.c.id == review_id))
 
     # -- statuses -------------------------------------------------------------------------------------
     def add_status(self, uuid: str, party_id: int, now: int, body: bytes) -> None:
