@@ -6,8 +6,11 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# medallion, the TAXII 2.1 reference server, in a venv of its own for tests/integration/test_medallion_diff.py
+PEER_VENV := .venv-medallion
+PEER_STAMP := $(PEER_VENV)/.installed
 
-.PHONY: demo test lint typecheck unit venv clean
+.PHONY: demo test lint typecheck unit venv peer clean
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "cutout needs Python 3.11 or newer on PATH" >&2; exit 1; fi
@@ -17,6 +20,13 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+$(PEER_STAMP): Makefile | $(STAMP)
+	@[ -x $(PEER_VENV)/bin/python ] || $(BIN)/python -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'medallion==3.0.0'
+	@touch $(PEER_STAMP)
+
+peer: $(PEER_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/cutout demo
@@ -31,8 +41,17 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(PEER_STAMP) lint typecheck
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEER_VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# cutout beside medallion, one run, same client and objects (bench/run.py); bench-smoke: tiny sizes, checks the harness
+.PHONY: bench bench-smoke
+
+bench: $(STAMP) $(PEER_STAMP)
+	$(BIN)/python -m bench.run --out docs/benchmarks.md
+
+bench-smoke: $(STAMP) $(PEER_STAMP)
+	$(BIN)/python -m bench.run --smoke

@@ -101,14 +101,18 @@ class Page:
     rows: list[Any]
     more: bool
     next: str | None
+    #: the position searched after (µs; -1 for the start): an empty page's date-added headers repeat it
+    after: int = -1
+    #: whether the one object asked for exists in the collection at all (object and versions endpoints)
+    exists: bool = True
 
     @property
-    def first_added(self) -> str | None:
-        return format_us(self.rows[0].date_added) if self.rows else None
+    def first_added(self) -> str:
+        return format_us(self.rows[0].date_added if self.rows else max(self.after, 0))
 
     @property
-    def last_added(self) -> str | None:
-        return format_us(self.rows[-1].date_added) if self.rows else None
+    def last_added(self) -> str:
+        return format_us(self.rows[-1].date_added if self.rows else max(self.after, 0))
 
 
 def _token_hash(token: str) -> str:
@@ -472,10 +476,8 @@ class Exchange:
                     {"id": o["id"], "version": _version_of(o)[0] or format_us(unversioned[o["id"]])} for o in objects
                 ],
                 "failure_count": 0,
-                "failures": [],
                 "pending_count": 0,
-                "pendings": [],
-            }
+            }  # empty failures/pendings lists are omitted (TAXII §2: no empty lists)
             tx.add_status(status_id, party.id, now, orjson.dumps(status))
         return status
 
@@ -968,9 +970,11 @@ class Exchange:
             )
         with self.store.read() as tx:
             rows = tx.page(coll.id, q, stix_id)
+            exists = bool(rows) or stix_id is None or tx.has_object(coll.id, stix_id)
         more = len(rows) > q.limit
         rows = rows[: q.limit]
-        return Page(rows=rows, more=more, next=self._seal_cursor(party, coll, rows[-1].date_added) if more else None)
+        token_out = self._seal_cursor(party, coll, rows[-1].date_added) if more else None
+        return Page(rows=rows, more=more, next=token_out, after=q.after, exists=exists)
 
     def status(self, party: Party, status_id: str) -> bytes:
         with self.store.read() as tx:

@@ -307,8 +307,15 @@ def test_filters(world: World) -> None:
 def test_empty_page_shape(world: World) -> None:
     r = world.consumer.inbox()
     assert r.status_code == 200
+    # `objects` stays, empty, on purpose: real clients read it unconditionally (docs/taxii-conformance.md)
     assert orjson.loads(r.content) == {"more": False, "objects": []}
-    assert "X-TAXII-Date-Added-First" not in r.headers
+    # §3.2: the date-added headers on every page; an empty one repeats the position searched after
+    assert (
+        r.headers["X-TAXII-Date-Added-First"] == r.headers["X-TAXII-Date-Added-Last"] == "1970-01-01T00:00:00.000000Z"
+    )
+    after = "2026-11-26T10:00:00.5Z"
+    r = world.consumer.inbox(added_after=after)
+    assert r.headers["X-TAXII-Date-Added-Last"] == "2026-11-26T10:00:00.500000Z"
 
 
 def _caller_names(world: World) -> list[Caller]:

@@ -143,11 +143,10 @@ def _taxii(body: bytes, status: int = 200, headers: dict[str, str] | None = None
 
 
 def _date_headers(page: Page) -> dict[str, str]:
-    if not page.rows:
-        return {}
+    """§3.2: on every page; an empty page repeats the position it searched after (clients keep it as a cursor)."""
     return {
-        "X-TAXII-Date-Added-First": page.first_added or "",
-        "X-TAXII-Date-Added-Last": page.last_added or "",
+        "X-TAXII-Date-Added-First": page.first_added,
+        "X-TAXII-Date-Added-Last": page.last_added,
     }
 
 
@@ -268,9 +267,9 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         if request.method == "DELETE":
             q = _parse_query(request, settings, ("all",))
             await run_in_threadpool(ex.delete_object, party, request.path_params["coll"], request.path_params["obj"], q)
-            return Response(status_code=200)
+            return Response(status_code=200, media_type=TAXII_MEDIA)
         page = await _page(request, party, request.path_params["obj"], ("last",))
-        if not page.rows:
+        if not page.exists:
             raise NotFound("no such object")
         body = _envelope_head(page) + b',"objects":[' + b",".join(bytes(r.body) for r in page.rows) + b"]}"
         return _taxii(body, headers=_date_headers(page))
@@ -278,7 +277,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
     # §5.8 object versions
     async def versions(request: Request, party: Party) -> Response:
         page = await _page(request, party, request.path_params["obj"], ("all",))
-        if not page.rows:
+        if not page.exists:
             raise NotFound("no such object")
         listing = [r.version or format_us(r.date_added) for r in page.rows]
         body = _envelope_head(page) + b',"versions":' + orjson.dumps(listing) + b"}"

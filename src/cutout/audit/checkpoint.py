@@ -142,9 +142,10 @@ def signer_key(key_name: str, private_key_bytes: bytes) -> str:
     """Go's signer key string ``PRIVATE+KEY+name+hex(key id)+base64(0x01 ‖ seed)`` (keep it secret)."""
     _check_name(key_name)
     pub = public_key_of(private_key_bytes)
-    return f"PRIVATE+KEY+{key_name}+{key_id(key_name, pub).hex()}+" + base64.b64encode(
-        bytes([ALG_ED25519]) + private_key_bytes
-    ).decode()
+    return (
+        f"PRIVATE+KEY+{key_name}+{key_id(key_name, pub).hex()}+"
+        + base64.b64encode(bytes([ALG_ED25519]) + private_key_bytes).decode()
+    )
 
 
 def parse_signer_key(text: str) -> tuple[str, bytes]:

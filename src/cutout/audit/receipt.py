@@ -62,7 +62,9 @@ class VerifiedReceipt:
     checkpoint: Checkpoint
 
 
-def make_receipt(*, event: bytes, salt: bytes, leaf_index: int, inclusion_proof: Sequence[bytes], checkpoint: str) -> str:
+def make_receipt(
+    *, event: bytes, salt: bytes, leaf_index: int, inclusion_proof: Sequence[bytes], checkpoint: str
+) -> str:
     """The receipt (canonical JSON text) for the audit event at ``leaf_index``, proven against ``checkpoint``.
 
     ``checkpoint`` is the signed note of the tree the proof is for; its origin and size go into the receipt.
@@ -76,8 +78,10 @@ def make_receipt(*, event: bytes, salt: bytes, leaf_index: int, inclusion_proof:
     except ProofError as exc:
         raise ReceiptError(f"cannot issue a receipt: {exc}", "inclusion_proof") from exc
     if not ok:
-        raise ReceiptError("cannot issue a receipt: the proof does not lead to the checkpoint's root", "inclusion_proof")
-    receipt = {
+        raise ReceiptError(
+            "cannot issue a receipt: the proof does not lead to the checkpoint's root", "inclusion_proof"
+        )
+    receipt: dict[str, Any] = {
         "format": RECEIPT_FORMAT,
         "origin": cp.origin,
         "event": event.decode("utf-8"),
@@ -87,7 +91,7 @@ def make_receipt(*, event: bytes, salt: bytes, leaf_index: int, inclusion_proof:
         "inclusion_proof": [base64.b64encode(p).decode() for p in inclusion_proof],
         "checkpoint": checkpoint,
     }
-    return str(rfc8785.dumps(receipt).decode("utf-8"))
+    return rfc8785.dumps(receipt).decode("utf-8")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -105,7 +109,7 @@ def _base64(value: object, field: str, size: int) -> bytes:
             raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raw = None
-        if raw is not None and len(raw) == size:
+        if raw is not None and len(raw) == size and base64.b64encode(raw).decode() == value:
             return raw
     raise ReceiptError(f"receipt field {field!r} is not base64 of {size} bytes", field.split("[")[0])
 

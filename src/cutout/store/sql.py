@@ -395,6 +395,11 @@ class Tx:
                 out[row.stix_id] = row.date_added
         return out
 
+    def has_object(self, coll_id: int, stix_id: str) -> bool:
+        o = s.objects
+        q = select(o.c.pk).where(o.c.coll == coll_id, o.c.stix_id == stix_id).limit(1)
+        return self.conn.execute(q).first() is not None
+
     def objects_by_pk(self, pks: Iterable[int]) -> dict[int, Row[Any]]:
         out: dict[int, Row[Any]] = {}
         for chunk in _chunks(sorted(set(pks)), 500):
