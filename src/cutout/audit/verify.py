@@ -197,7 +197,7 @@ def verify_log(
         signed.append(cp)
 
     # each checkpoint against the log; where one fails, the change lies after the last one that matched
-    signed.sort(key=lambda c: c.size)
+    signed.sort(key=lambda c: (c.size, c.root))
     matches: dict[tuple[int, bytes], bool] = {}
     last_good = 0
     for cp in signed:
