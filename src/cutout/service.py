@@ -851,7 +851,12 @@ class Exchange:
             "withheld": withheld,
             "held_for_review": [h["source_pk"] for h in held],
         }
-        tx.append_audit([audit_row("release", event, now)])
+        audit = [audit_row("release", event, now)]
+        if released:
+            # what the reader may be given a receipt for: its own ids only, nothing of the sender
+            delivered = {"to": recipient, "objects": [[r[2], r[3]] for r in released]}
+            audit.append(audit_row("deliver", delivered, now))
+        tx.append_audit(audit)
 
     # -- review ---------------------------------------------------------------------------------------------
     def list_reviews(self) -> list[dict[str, Any]]:
@@ -1002,6 +1007,107 @@ class Exchange:
             raise BadRequest("the 'next' token is not valid for this collection") from exc
         return int(position) if coll_id == coll.id else -1
 
+    # -- the audit log --------------------------------------------------------------------------------------
+    @property
+    def audit_origin(self) -> str:
+        """The log's origin line and signing key name: one per broker."""
+        return "cutout-" + str(self.identity["id"]).partition("--")[2]
+
+    def audit_key(self) -> str:
+        """The verifier key a party needs to check checkpoints and receipts offline."""
+        from cutout.audit.checkpoint import public_key_of, verifier_key
+
+        return verifier_key(self.audit_origin, public_key_of(self.keys.signing_key))
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Sign the log's current root (a C2SP tlog-checkpoint); reuse the latest if nothing was added since."""
+        from cutout.audit.checkpoint import sign_checkpoint
+
+        now = self.clock()
+        with self.store.write() as tx:
+            tree = tx.audit_range()
+            latest = tx.latest_checkpoint()
+            if latest is not None and latest.size == tree.size:
+                return {"size": latest.size, "note": latest.note}
+            note = sign_checkpoint(self.audit_origin, tree.size, tree.root(), self.keys.signing_key, self.audit_origin)
+            tx.add_checkpoint(tree.size, tree.root(), note, now)
+        return {"size": tree.size, "note": note}
+
+    def checkpoint_if_due(self) -> bool:
+        """Make a checkpoint when ``audit_checkpoint_interval`` has passed since the last and the log grew."""
+        with self.store.read() as tx:
+            latest = tx.latest_checkpoint()
+            size = tx.audit_range().size
+        interval = self.settings.audit_checkpoint_interval * 1_000_000
+        if interval <= 0 or (latest is not None and (latest.size == size or self.clock() - latest.at < interval)):
+            return False
+        self.checkpoint()
+        return True
+
+    def verify_audit(self) -> Any:
+        """Recompute every commitment and the whole tree; check every checkpoint and each against the next."""
+        from cutout.audit.verify import LogEntry, verify_log
+
+        with self.store.read() as tx:
+            entries = [
+                LogEntry(
+                    r.seq,
+                    None if r.salt is None else bytes(r.salt),
+                    None if r.event is None else bytes(r.event),
+                    bytes(r.commitment),
+                )
+                for r in tx.audit_rows()
+            ]
+            checkpoints = [_StoredCheckpoint(c.size, bytes(c.root), c.note) for c in tx.checkpoints()]
+        return verify_log(entries, checkpoints, self.audit_key(), origin=self.audit_origin)
+
+    def prove(self, seq: int | None = None, status_id: str | None = None) -> str:
+        """A receipt for one audit event (by seq, or the acceptance of a status): verifiable offline."""
+        from cutout.audit.merkle import MerkleTree, leaf_hash
+        from cutout.audit.receipt import make_receipt
+
+        if seq is None:
+            if status_id is None:
+                raise BadRequest("name an audit entry (its seq) or a status id")
+            seq = self._seq_of_status(status_id)
+        with self.store.read() as tx:
+            row = tx.audit_row(seq)
+            latest = tx.latest_checkpoint()
+        if row is None:
+            raise NotFound(f"no audit entry {seq}")
+        if row.salt is None or row.event is None:
+            raise NotFound(f"audit entry {seq} is past retention: its salt was destroyed, it can no longer be proven")
+        if latest is None or latest.size < seq:
+            self.checkpoint()
+            with self.store.read() as tx:
+                latest = tx.latest_checkpoint()
+        assert latest is not None
+        with self.store.read() as tx:
+            leaves = [leaf_hash(c) for c in tx.audit_commitments(latest.size)]
+        proof = MerkleTree(leaves).inclusion_proof(seq - 1, latest.size)
+        return make_receipt(
+            event=bytes(row.event),
+            salt=bytes(row.salt),
+            leaf_index=seq - 1,
+            inclusion_proof=proof,
+            checkpoint=latest.note,
+        )
+
+    def _seq_of_status(self, status_id: str) -> int:
+        with self.store.read() as tx:
+            for r in tx.audit_rows():
+                if r.kind == "accept" and r.event is not None and orjson.loads(r.event).get("status") == status_id:
+                    return int(r.seq)
+        raise NotFound("no acceptance with that status id")
+
+    def forget_old(self) -> int:
+        """Retention: destroy salts and events older than ``audit_retention_days`` (0 keeps them for ever)."""
+        days = self.settings.audit_retention_days
+        if days <= 0:
+            return 0
+        with self.store.write() as tx:
+            return tx.forget_audit_before(self.clock() - days * 86_400 * 1_000_000)
+
     # -- operator views -------------------------------------------------------------------------------------
     def audit_rows(self) -> list[dict[str, Any]]:
         with self.store.read() as tx:
@@ -1014,6 +1120,13 @@ class Exchange:
                 }
                 for r in tx.audit_rows()
             ]
+
+
+@dataclass(frozen=True)
+class _StoredCheckpoint:
+    size: int
+    root: bytes
+    text: str
 
 
 def _next_epoch(now: int, epoch_s: int) -> int:

@@ -52,6 +52,10 @@ class Settings:
     feedback_delay: int = 0
     #: how often (seconds) a node looks for held items whose release time has come
     scheduler_interval: float = 1.0
+    #: a running node signs a checkpoint of the audit log this often (seconds) when it has grown; 0: only on demand
+    audit_checkpoint_interval: int = 3600
+    #: after this many days the salts (and events) of old audit entries are destroyed; 0 keeps them for ever
+    audit_retention_days: int = 0
     #: SQLite durability: FULL makes every acknowledged submission survive power loss
     sqlite_synchronous: str = "FULL"
 
@@ -82,7 +86,13 @@ class Settings:
             parse_tlp(self.unmarked_tlp)
         except ValueError as exc:
             problems.append(f"unmarked_tlp: {exc}")
-        for name in ("release_granularity", "time_granularity", "feedback_delay"):
+        for name in (
+            "release_granularity",
+            "time_granularity",
+            "feedback_delay",
+            "audit_checkpoint_interval",
+            "audit_retention_days",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
         if self.scheduler_interval <= 0:

@@ -138,6 +138,8 @@ def test_post_returns_a_complete_status_and_it_can_be_read_back(world: World) ->
     assert status["status"] == "complete"
     assert status["total_count"] == status["success_count"] == 2
     assert status["failure_count"] == status["pending_count"] == 0
+    assert "failures" not in status  # TAXII §2: no empty lists
+    assert "pendings" not in status
     assert {s["id"] for s in status["successes"]} == {o["id"] for o in objs}
     again = world.provider.get(f"/status/{status['id']}/")
     assert again.status_code == 200 and again.json() == status

@@ -117,3 +117,28 @@ def test_review_commands(run) -> None:  # type: ignore[no-untyped-def]
     code, out = run("review", "reject", "7", "--json")
     assert code == 1
     assert json.loads(out)["error"]["code"] == "not-found"
+
+
+def test_audit_commands(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("init")
+    run("party", "add", "Bank A", "--provider")
+    code, out = run("audit", "verify")
+    assert code == 0
+    assert out.startswith("OK: 2 entries")
+    code, out = run("audit", "key", "--json")
+    key = json.loads(out)["verifier_key"]
+    code, out = run("audit", "checkpoint")
+    assert code == 0
+    assert out.splitlines()[1] == "2"  # origin, size, root, blank line, signature
+    receipt = tmp_path / "receipt.json"
+    code, out = run("audit", "prove", "2", "--out", str(receipt))
+    assert code == 0
+    code, out = run("audit", "verify-receipt", str(receipt), "--key", key)
+    assert code == 0
+    assert "entry 2 (party-add)" in out
+    receipt.write_text(receipt.read_text().replace("party-add", "party-del"))
+    code, out = run("audit", "verify-receipt", str(receipt), "--key", key)
+    assert code == 1
+    code, out = run("audit", "prove", "99")
+    assert code == 1
+    assert "no audit entry 99" in out

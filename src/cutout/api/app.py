@@ -351,11 +351,18 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
 
 
 async def _scheduler(ex: Exchange, interval: float) -> None:
-    """Release held items when their time comes. Any node may run it; the store serialises the work."""
+    """Release held items when their time comes; sign audit checkpoints and apply retention when due. Any node
+    may run it; the store serialises the work."""
+    last_retention = 0.0
     while True:
         await asyncio.sleep(interval)
         try:
             while await run_in_threadpool(ex.release_due) >= 1000:
                 pass
+            await run_in_threadpool(ex.checkpoint_if_due)
+            now = asyncio.get_running_loop().time()
+            if now - last_retention > 3600:
+                await run_in_threadpool(ex.forget_old)
+                last_retention = now
         except Exception:
-            log.exception("release run failed; will try again")
+            log.exception("scheduled run failed; will try again")

@@ -313,6 +313,89 @@ def review_reject(review_id: int, data: Path | None, db: str | None, as_json: bo
     _emit(as_json, result, f"held object {review_id} rejected")
 
 
+# -- audit --------------------------------------------------------------------------------------------------
+@main.group()
+def audit() -> None:
+    """The tamper-evident log: verify it, sign checkpoints, issue and check receipts."""
+
+
+@audit.command("verify")
+@data_option
+@db_option
+@command
+def audit_verify(data: Path | None, db: str | None, as_json: bool) -> None:
+    """Recompute every commitment and the whole tree; check every checkpoint against the log and the next."""
+    report = _exchange(data, db).verify_audit()
+    payload = {
+        "ok": report.ok,
+        "entries": report.entries,
+        "retired": report.retired,
+        "checkpoints": report.checkpoints,
+        "checkpoints_verified": report.checkpoints_verified,
+        "covered": report.covered,
+        "problems": [{"kind": p.kind, "message": p.message, "seq": p.seq, "size": p.size} for p in report.problems],
+    }
+    _emit(as_json, payload, report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+@audit.command("checkpoint")
+@data_option
+@db_option
+@command
+def audit_checkpoint(data: Path | None, db: str | None, as_json: bool) -> None:
+    """Sign the log's current root now and print the signed checkpoint."""
+    result = _exchange(data, db).checkpoint()
+    _emit(as_json, result, result["note"].rstrip("\n"))
+
+
+@audit.command("key")
+@data_option
+@db_option
+@command
+def audit_key(data: Path | None, db: str | None, as_json: bool) -> None:
+    """Print the verifier key parties need to check checkpoints and receipts."""
+    key = _exchange(data, db).audit_key()
+    _emit(as_json, {"verifier_key": key}, key)
+
+
+@audit.command("prove")
+@click.argument("seq", type=int, required=False)
+@click.option("--status", "status_id", default=None, help="The status id of a submission: prove its acceptance.")
+@click.option("--out", default=None, help="Write the receipt to this file.")
+@data_option
+@db_option
+@command
+def audit_prove(
+    seq: int | None, status_id: str | None, out: str | None, data: Path | None, db: str | None, as_json: bool
+) -> None:
+    """Issue a receipt for one audit entry: the event, its salt, an inclusion proof and a signed checkpoint."""
+    receipt = _exchange(data, db).prove(seq, status_id)
+    if out:
+        Path(out).write_text(receipt + "\n")
+    _emit(as_json, json.loads(receipt), receipt if not out else f"receipt written to {out}")
+
+
+@audit.command("verify-receipt")
+@click.argument("file")
+@click.option("--key", "key", required=True, help="The broker's verifier key (cutout audit key).")
+@command
+def audit_verify_receipt(file: str, key: str, as_json: bool) -> None:
+    """Check a receipt offline, with nothing but the receipt and the broker's verifier key."""
+    from cutout.audit.receipt import verify_receipt
+
+    raw = sys.stdin.read() if file == "-" else Path(file).read_text("utf-8")
+    result = verify_receipt(raw, key)
+    event = json.loads(result.event)
+    _emit(
+        as_json,
+        {"ok": True, "event": event, "leaf_index": result.leaf_index, "tree_size": result.tree_size},
+        f"OK: entry {result.leaf_index + 1} ({event.get('kind')}) is in the log of {result.tree_size} entries "
+        f"signed by {result.checkpoint.origin}",
+    )
+
+
 # -- running ------------------------------------------------------------------------------------------------
 @main.command()
 @data_option

@@ -146,10 +146,20 @@ statuses = Table(
 audit = Table(
     "audit",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    # seq is the leaf's 1-based position in the Merkle tree: assigned by the store, never with a gap
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("at", BigInteger, nullable=False),
     Column("kind", String(32), nullable=False),
-    Column("salt", LargeBinary, nullable=False),
+    Column("salt", LargeBinary),  # NULL once retention destroyed it (the commitment stays)
     Column("commitment", LargeBinary, nullable=False),
-    Column("event", LargeBinary, nullable=False),
+    Column("event", LargeBinary),  # NULL once retention destroyed it
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", BigInteger, nullable=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("note", Text, nullable=False),  # the C2SP signed note
 )

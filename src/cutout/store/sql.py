@@ -31,6 +31,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from cutout.audit.merkle import CompactRange, leaf_hash
 from cutout.errors import ConfigError
 from cutout.store import schema as s
 
@@ -573,11 +574,65 @@ class Tx:
 
     # -- audit ----------------------------------------------------------------------------------------
     def append_audit(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(s.audit), list(rows))
+        """Append events to the log: contiguous seq numbers, and the Merkle tree's compact range kept in step.
 
-    def audit_rows(self) -> list[Row[Any]]:
-        return list(self.conn.execute(select(s.audit).order_by(s.audit.c.seq)))
+        The range row is locked for the transaction (PostgreSQL; SQLite's writer lock does it already), so
+        concurrent writers append one after the other.
+        """
+        if not rows:
+            return
+        q = select(s.meta.c.value).where(s.meta.c.key == "audit_range")
+        if not self.is_sqlite:
+            q = q.with_for_update()
+        state = self.conn.execute(q).scalar_one_or_none()
+        tree = _load_range(state)
+        start = tree.size
+        tree.extend([leaf_hash(r["commitment"]) for r in rows])
+        self.conn.execute(insert(s.audit), [{**r, "seq": start + i + 1} for i, r in enumerate(rows)])
+        packed = f"{tree.size}:{tree.to_bytes().hex()}"
+        if state is None:
+            self.conn.execute(insert(s.meta).values(key="audit_range", value=packed))
+        else:
+            self.conn.execute(update(s.meta).where(s.meta.c.key == "audit_range").values(value=packed))
+
+    def audit_range(self) -> CompactRange:
+        return _load_range(self.get_meta("audit_range"))
+
+    def audit_rows(self, up_to: int | None = None) -> list[Row[Any]]:
+        q = select(s.audit).order_by(s.audit.c.seq)
+        if up_to is not None:
+            q = q.where(s.audit.c.seq <= up_to)
+        return list(self.conn.execute(q))
+
+    def audit_row(self, seq: int) -> Row[Any] | None:
+        return self.conn.execute(select(s.audit).where(s.audit.c.seq == seq)).first()
+
+    def audit_commitments(self, up_to: int) -> list[bytes]:
+        q = select(s.audit.c.commitment).where(s.audit.c.seq <= up_to).order_by(s.audit.c.seq)
+        return [bytes(c) for c in self.conn.execute(q).scalars()]
+
+    def add_checkpoint(self, size: int, root: bytes, note: str, now: int) -> None:
+        self.conn.execute(insert(s.audit_checkpoints).values(size=size, root=root, note=note, at=now))
+
+    def checkpoints(self) -> list[Row[Any]]:
+        return list(self.conn.execute(select(s.audit_checkpoints).order_by(s.audit_checkpoints.c.size)))
+
+    def latest_checkpoint(self) -> Row[Any] | None:
+        q = select(s.audit_checkpoints).order_by(s.audit_checkpoints.c.size.desc()).limit(1)
+        return self.conn.execute(q).first()
+
+    def forget_audit_before(self, before: int) -> int:
+        """Retention: destroy the salt and event of entries older than ``before``; commitments stay."""
+        a = s.audit
+        res = self.conn.execute(update(a).where(a.c.at < before, a.c.salt.is_not(None)).values(salt=None, event=None))
+        return int(res.rowcount or 0)
+
+
+def _load_range(state: str | None) -> CompactRange:
+    if not state:
+        return CompactRange()
+    size, _, packed = state.partition(":")
+    return CompactRange.from_bytes(int(size), bytes.fromhex(packed))
 
 
 def _chunks(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
