@@ -457,6 +457,7 @@ class Exchange:
                             "stored": sum(1 for pk in pks if pk is not None),
                         },
                         now,
+                        refs=[(party.id, status_id)],
                     )
                 ]
             )
@@ -855,7 +856,7 @@ class Exchange:
         if released:
             # what the reader may be given a receipt for: its own ids only, nothing of the sender
             delivered = {"to": recipient, "objects": [[r[2], r[3]] for r in released]}
-            audit.append(audit_row("deliver", delivered, now))
+            audit.append(audit_row("deliver", delivered, now, refs=[(recipient, r[2]) for r in released]))
         tx.append_audit(audit)
 
     # -- review ---------------------------------------------------------------------------------------------
@@ -1099,6 +1100,15 @@ class Exchange:
                 if r.kind == "accept" and r.event is not None and orjson.loads(r.event).get("status") == status_id:
                     return int(r.seq)
         raise NotFound("no acceptance with that status id")
+
+    def receipt_for(self, party: Party, ref: str) -> str:
+        """A party's own receipt: for the acceptance of one of its statuses, or the delivery of an object in
+        its inbox (the latest version delivered). Anything else is simply not found."""
+        with self.store.read() as tx:
+            seq = tx.audit_seq_of(party.id, ref)
+        if seq is None:
+            raise NotFound("no receipt for that id")
+        return self.prove(seq)
 
     def forget_old(self) -> int:
         """Retention: destroy salts and events older than ``audit_retention_days`` (0 keeps them for ever)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from sqlalchemy import delete, select, update
 
@@ -11,7 +12,7 @@ from cutout.audit.errors import ReceiptError
 from cutout.audit.receipt import verify_receipt
 from cutout.errors import NotFound
 from cutout.store import schema as s
-from tests.api.conftest import World, indicator
+from tests.api.conftest import Caller, World, indicator
 
 
 def _tamper(world: World, stmt: object) -> None:
@@ -133,3 +134,32 @@ def test_retention_destroys_salts_but_the_tree_still_verifies(world: World) -> N
     assert report.retired == report.entries
     with pytest.raises(NotFound, match="past retention"):
         world.exchange.prove(2)
+
+
+def test_parties_fetch_their_own_receipts_over_http(world: World) -> None:
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    status = world.provider.send([indicator()]).json()
+    copy = world.consumer.inbox().json()["objects"][0]
+    key = world.client.get(
+        "/exchange/receipts/key/", headers={"Authorization": f"Bearer {world.consumer.token}"}
+    ).json()["verifier_key"]
+    assert key == world.exchange.audit_key()
+
+    def fetch(caller: Caller, ref: str) -> httpx.Response:
+        token = caller.token
+        return world.client.get(
+            f"/exchange/receipts/{ref}/", headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        )
+
+    r = fetch(world.provider, status["id"])
+    assert r.status_code == 200
+    accepted = verify_receipt(r.text, key)
+    assert json.loads(accepted.event)["status"] == status["id"]
+    r = fetch(world.consumer, copy["id"])
+    delivered = verify_receipt(r.text, key)
+    assert json.loads(delivered.event)["objects"] == [[copy["id"], copy["modified"]]]
+    assert "Provider One" not in r.text
+    # nobody gets another party's receipt, and the answer is the same as for a made-up id
+    assert fetch(world.consumer, status["id"]).status_code == 404
+    assert fetch(world.provider, copy["id"]).status_code == 404
+    assert fetch(world.outsider, copy["id"]).json() == fetch(world.outsider, "nothing").json()

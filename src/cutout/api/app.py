@@ -178,10 +178,11 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
     ex = exchange or Exchange.open(settings)
     root = f"/{settings.api_root}"
 
-    def guarded(handler: Callable[[Request, Party], Awaitable[Response]]) -> Handler:
+    def guarded(handler: Callable[[Request, Party], Awaitable[Response]], taxii: bool = True) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
-                _check_accept(request)
+                if taxii:
+                    _check_accept(request)
                 name, token = _credentials(request)
                 party = await run_in_threadpool(ex.authenticate, name, token)
                 return await handler(request, party)
@@ -298,8 +299,18 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         body = _envelope_head(page) + b',"objects":' + orjson.dumps(entries) + b"}"
         return _taxii(body, headers=_date_headers(page))
 
-    def both(path: str, handler: Callable[[Request, Party], Awaitable[Response]], methods: list[str]) -> list[Route]:
-        endpoint = guarded(handler)
+    # cutout's own: receipts from the audit log (docs/audit.md); JSON, outside the TAXII media types
+    async def receipt(request: Request, party: Party) -> Response:
+        body = await run_in_threadpool(ex.receipt_for, party, request.path_params["ref"])
+        return Response(body, media_type="application/json")
+
+    async def receipt_key(request: Request, party: Party) -> Response:
+        return Response(orjson.dumps({"verifier_key": ex.audit_key()}), media_type="application/json")
+
+    def both(
+        path: str, handler: Callable[[Request, Party], Awaitable[Response]], methods: list[str], taxii: bool = True
+    ) -> list[Route]:
+        endpoint = guarded(handler, taxii)
         return [Route(path + "/", endpoint, methods=methods), Route(path, endpoint, methods=methods)]
 
     coll = root + "/collections/{coll}"
@@ -313,6 +324,8 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         *both(coll + "/objects/{obj}", one_object, ["GET", "DELETE"]),
         *both(coll + "/objects/{obj}/versions", versions, ["GET"]),
         *both(coll + "/manifest", manifest, ["GET"]),
+        *both(root + "/receipts/key", receipt_key, ["GET"], taxii=False),
+        *both(root + "/receipts/{ref}", receipt, ["GET"], taxii=False),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:

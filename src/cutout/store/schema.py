@@ -155,6 +155,16 @@ audit = Table(
     Column("event", LargeBinary),  # NULL once retention destroyed it
 )
 
+# which audit entries a party may ask a receipt for: its acceptances (by status id), its deliveries (by object id)
+audit_refs = Table(
+    "audit_refs",
+    metadata,
+    Column("party_id", Integer, nullable=False),
+    Column("ref", String(160), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_audit_refs", audit_refs.c.party_id, audit_refs.c.ref)
+
 audit_checkpoints = Table(
     "audit_checkpoints",
     metadata,

@@ -588,12 +588,27 @@ class Tx:
         tree = _load_range(state)
         start = tree.size
         tree.extend([leaf_hash(r["commitment"]) for r in rows])
-        self.conn.execute(insert(s.audit), [{**r, "seq": start + i + 1} for i, r in enumerate(rows)])
+        refs = [
+            {"party_id": party, "ref": ref, "seq": start + i + 1}
+            for i, r in enumerate(rows)
+            for party, ref in r.get("refs", ())
+        ]
+        entries = [{k: v for k, v in r.items() if k != "refs"} | {"seq": start + i + 1} for i, r in enumerate(rows)]
+        self.conn.execute(insert(s.audit), entries)
+        if refs:
+            self.conn.execute(insert(s.audit_refs), refs)
         packed = f"{tree.size}:{tree.to_bytes().hex()}"
         if state is None:
             self.conn.execute(insert(s.meta).values(key="audit_range", value=packed))
         else:
             self.conn.execute(update(s.meta).where(s.meta.c.key == "audit_range").values(value=packed))
+
+    def audit_seq_of(self, party_id: int, ref: str) -> int | None:
+        """The latest audit entry a party may have a receipt for under ``ref`` (a status or object id)."""
+        r = s.audit_refs
+        q = select(func.max(r.c.seq)).where(r.c.party_id == party_id, r.c.ref == ref)
+        found = self.conn.execute(q).scalar_one_or_none()
+        return None if found is None else int(found)
 
     def audit_range(self) -> CompactRange:
         return _load_range(self.get_meta("audit_range"))
