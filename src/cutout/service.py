@@ -119,6 +119,20 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _stored(obj: Mapping[str, Any], origin: int | None = None) -> NewObject:
+    """An object as a collection row: its version (modified, else created, else none) and its exact JSON bytes."""
+    version, version_us = _version_of(obj)
+    return NewObject(
+        stix_id=obj["id"],
+        type=obj["type"],
+        version=version,
+        version_us=version_us,
+        spec_version=str(obj.get("spec_version", "2.1")),
+        body=orjson.dumps(obj),
+        origin=origin,
+    )
+
+
 def _version_of(obj: Mapping[str, Any]) -> tuple[str, int]:
     for key in ("modified", "created"):
         value = obj.get(key)
@@ -427,19 +441,7 @@ class Exchange:
         with self.store.write() as tx:
             kinds = self._classify(tx, party, objects)
             outbox = tx.collection(party.id, "outbox")
-            new = []
-            for obj in objects:
-                version, version_us = _version_of(obj)
-                new.append(
-                    NewObject(
-                        stix_id=obj["id"],
-                        type=obj["type"],
-                        version=version,
-                        version_us=version_us,
-                        spec_version=str(obj.get("spec_version", "2.1")),
-                        body=orjson.dumps(obj),
-                    )
-                )
+            new = [_stored(obj) for obj in objects]
             pks = tx.add_objects(outbox, new, now)
             fresh = [
                 (pk, obj, kinds[i]) for i, (pk, obj) in enumerate(zip(pks, objects, strict=True)) if pk is not None
@@ -814,18 +816,7 @@ class Exchange:
                 continue
             if not feedback:
                 batch[obj["id"]] = out["id"]
-            version, version_us = _version_of(out)
-            new.append(
-                NewObject(
-                    stix_id=out["id"],
-                    type=out["type"],
-                    version=version,
-                    version_us=version_us,
-                    spec_version="2.1",
-                    body=orjson.dumps(out),
-                    origin=src.pk,
-                )
-            )
+            new.append(_stored(out, origin=src.pk))
             records.append(
                 {
                     "recipient_id": recipient,
@@ -837,7 +828,7 @@ class Exchange:
                     "origin_version_us": src.version_us,
                 }
             )
-            released.append([obj["id"], src.version, out["id"], version])
+            released.append([obj["id"], src.version, out["id"], new[-1].version])
         inbox = tx.collection(recipient, "inbox")
         # the order within a batch is the reader's id order, not the sender's envelope order
         new.sort(key=lambda n: n.stix_id)
@@ -932,15 +923,7 @@ class Exchange:
                     tx.add_objects(
                         inbox,
                         [
-                            NewObject(
-                                stix_id=c.out_id,
-                                type=body["type"],
-                                version=body["modified"],
-                                version_us=modified,
-                                spec_version="2.1",
-                                body=orjson.dumps(body),
-                                origin=current.origin,
-                            )
+                            _stored(body, origin=current.origin),
                         ],
                         now,
                     )
