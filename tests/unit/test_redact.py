@@ -50,3 +50,9 @@ def test_check_term() -> None:
     for bad in ("x", "  ", "10.0.0.0/99"):
         with pytest.raises(ValueError, match=r"."):
             check_term(bad)
+
+
+def test_long_phone_numbers_and_extensions_go_whole() -> None:
+    r = Redactor([])
+    assert r("call +33 (0)1 23 45 67 89 now") == "call [REDACTED] now"
+    assert r("desk +1 202 555 0147 ext. 12, or +44 20 7946 0958") == "desk [REDACTED], or [REDACTED]"

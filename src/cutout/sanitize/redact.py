@@ -30,7 +30,8 @@ _IPV6 = (
 _ALWAYS = (
     r"[a-z][a-z0-9+.-]*://[^\s<>\"']*[^\s<>\"'.,;:!?)]",  # URL (not its trailing punctuation)
     r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}",  # e-mail
-    r"\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}\d",  # international phone number
+    # international phone number, up to eight groups, with an optional extension
+    r"\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){1,8}(?:\s*(?:x|ext\.?)\s*\d{1,6})?",
     _IPV4,
     _IPV6,
 )
