@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from taxii2client.exceptions import AccessError
 from taxii2client.v21 import ApiRoot, Collection, Server, Status, as_pages
 
 from cutout.model.timestamps import parse_us
@@ -281,3 +282,27 @@ def test_basic_and_bearer_see_the_same(broker: Broker, bulk: Bulk) -> None:
         # HTTP Basic needs the party's own name beside the token
         wrong = basic.get(path, auth=(bulk.provider.name, bulk.consumer.token))
         assert wrong.status_code == 401
+
+
+def test_refresh_wait_and_delete_object(broker: Broker) -> None:
+    """The rest of taxii2-client's public calls: refresh everywhere, wait_until_final, delete_object."""
+    provider, consumer = broker.pair("Deleter")
+    obj = indicator(7)
+    with taxii_root(broker, provider) as (server, root):
+        server.refresh()
+        root.refresh()
+        root.refresh_information()
+        root.refresh_collections()
+        outbox = collections(root)["outbox"]
+        outbox.refresh()
+        status = outbox.add_objects({"objects": [obj]}, wait_for_completion=False)
+        status.wait_until_final(poll_interval=0.05, timeout=5)
+        assert status.status == "complete"
+        outbox.delete_object(obj["id"])
+        assert outbox.get_objects()["objects"] == []
+    with taxii_root(broker, consumer) as (_, root):
+        inbox = collections(root)["inbox"]
+        (copy,) = inbox.get_objects()["objects"]
+        assert copy["revoked"] is True
+        with pytest.raises(AccessError):
+            inbox.delete_object(copy["id"])  # taxii2-client itself refuses: can_write is false
