@@ -1,0 +1,131 @@
+"""The machine: what it is, and how fast it can do the least an ingest must do with the same objects.
+
+The limit: parse each envelope of 1,000 objects with orjson, serialise every object again with orjson, and
+insert the rows with one SQLite ``executemany`` per envelope in one transaction, in WAL mode with
+``synchronous=FULL`` (cutout's default: one fsync per commit), on the same file system as the servers' data.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.servers import REPO
+from bench.workload import envelopes
+
+
+def machine_limit(objects: Sequence[dict[str, Any]], per: int = 1000, repeat: int = 3) -> dict[str, float]:
+    """Objects per second: the best of ``repeat`` runs, each into a fresh database."""
+    bodies = envelopes(objects, per)
+    best = float("inf")
+    parse_serialise = float("inf")
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="bench-limit-") as tmp:
+            db = sqlite3.connect(Path(tmp) / "limit.db", isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute(
+                    "CREATE TABLE objects (pk INTEGER PRIMARY KEY, stix_id TEXT NOT NULL, type TEXT NOT NULL,"
+                    " version TEXT NOT NULL, body BLOB NOT NULL)"
+                )
+                pure = 0.0
+                start = time.perf_counter()
+                for body in bodies:
+                    t0 = time.perf_counter()
+                    doc = orjson.loads(body)
+                    rows = [(o["id"], o["type"], o.get("modified", ""), orjson.dumps(o)) for o in doc["objects"]]
+                    pure += time.perf_counter() - t0
+                    db.execute("BEGIN")
+                    db.executemany("INSERT INTO objects (stix_id, type, version, body) VALUES (?, ?, ?, ?)", rows)
+                    db.execute("COMMIT")
+                best = min(best, time.perf_counter() - start)
+                parse_serialise = min(parse_serialise, pure)
+                (n,) = db.execute("SELECT count(*) FROM objects").fetchone()
+                assert n == len(objects), n
+            finally:
+                db.close()
+    return {
+        "objects": float(len(objects)),
+        "rate": len(objects) / best,
+        "orjson_rate": len(objects) / parse_serialise if parse_serialise > 0 else 0.0,
+    }
+
+
+def cpu_snapshot() -> tuple[float, float]:
+    """(CPU seconds used by the whole machine, CPU seconds used by this process and its waited-for children)."""
+    busy = 0.0
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system
+
+
+def others_share(before: tuple[float, float], after: tuple[float, float], wall: float) -> str:
+    """How much of the machine other processes used during the run (they disturb the figures)."""
+    others = max(0.0, (after[0] - before[0]) - (after[1] - before[1]))
+    cores = os.cpu_count() or 1
+    return f"{others:,.0f} CPU-seconds ({others / (wall * cores):.0%} of the machine's {cores} cores over the run)"
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def source_commit() -> str:
+    """HEAD, and whether src/cutout differs from it (other work may be going on in the tree)."""
+    commit = _git("rev-parse", "--short=12", "HEAD")
+    dirty = _git("status", "--porcelain", "--", "src/cutout")
+    return commit + (" with uncommitted changes to src/cutout" if dirty and dirty != "unknown" else "")
+
+
+def describe() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    except OSError:
+        pass
+    commit = os.environ.get("BENCH_SNAPSHOT_COMMIT") or source_commit()
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": mem,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "os": f"{platform.system()} {platform.release()}",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+        "source": (
+            f"src/cutout as it was at the start, copied (sha256 {os.environ['BENCH_SNAPSHOT_DIGEST']}…)"
+            if os.environ.get("BENCH_SNAPSHOT_DIGEST")
+            else "src/cutout in place"
+        ),
+    }

@@ -1,0 +1,204 @@
+"""The measurements, each against a running server through taxii2-client 2.3.0 (the same client for both).
+
+Envelopes are serialised before any clock starts and handed to taxii2-client as bytes, so the client's own
+JSON encoding is not timed; its decoding of what the server sends back is (requests' ``.json()``), the same
+for both servers.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import orjson
+import requests
+from taxii2client.v21 import as_pages
+
+from bench.servers import CutoutServer, Server
+from bench.workload import envelopes
+
+
+class HarnessError(RuntimeError):
+    """The measurement itself went wrong (a refused envelope, objects missing): not a timing."""
+
+
+@dataclass
+class Timed:
+    objects: int
+    seconds: float
+    peak_rss: int
+    finished: bool = True
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.objects / self.seconds if self.seconds > 0 else 0.0
+
+
+class Budget:
+    """A time budget for a run against a slow server: when it runs out the server is killed, the request in
+    flight fails, and ``finished`` is False. Without a budget (None) it does nothing."""
+
+    def __init__(self, server: Server, seconds: float | None) -> None:
+        self.server = server
+        self.timer = threading.Timer(seconds, server.kill) if seconds else None
+        self.finished = True
+
+    def __enter__(self) -> Budget:
+        if self.timer is not None:
+            self.timer.start()
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> bool:
+        if self.timer is not None:
+            self.timer.cancel()
+        if e is not None and isinstance(e, requests.RequestException) and self.server.killed_by_budget:
+            self.finished = False
+            return True
+        return False
+
+
+# -- ingest ------------------------------------------------------------------------------------------------------
+def post(server: Server, bodies: Sequence[bytes], counts: Sequence[int], budget: float | None = None) -> Timed:
+    """POST every envelope to the provider's collection; every object must be acknowledged as stored.
+
+    With a time budget, the server is killed when it runs out and the run counts as not finished."""
+    coll = server.writer(server.provider)
+    server.mark()
+    done = 0
+    with Budget(server, budget) as b:
+        start = time.perf_counter()
+        for body, n in zip(bodies, counts, strict=True):
+            status = coll.add_objects(body)
+            if status.status != "complete" or status.success_count != n:
+                raise HarnessError(
+                    f"{server.name} did not store an envelope of {n}: status {status.status}, "
+                    f"{status.success_count} succeeded, {status.failure_count} failed"
+                )
+            done += n
+    seconds = time.perf_counter() - start
+    note = "" if b.finished else f"did not finish in {budget:.0f} s ({done:,} objects stored by then)"
+    return Timed(done, seconds, server.peak_rss(), b.finished, note, {"wanted": sum(counts)})
+
+
+def ingest(server: Server, objects: Sequence[dict[str, Any]], per: int, budget: float | None = None) -> Timed:
+    bodies = envelopes(objects, per)
+    counts = [min(per, len(objects) - i) for i in range(0, len(objects), per)]
+    return post(server, bodies, counts, budget)
+
+
+# -- fetch -------------------------------------------------------------------------------------------------------
+def fetch_all(server: Server, page: int, budget: float | None = None) -> Timed:
+    """Page through the consumer's collection (``limit`` = page, following ``next``)."""
+    coll = server.reader(server.consumer)
+    server.mark()
+    got = pages = 0
+    with Budget(server, budget) as b:
+        start = time.perf_counter()
+        for envelope in as_pages(coll.get_objects, per_request=page):
+            got += len(envelope.get("objects", ()))
+            pages += 1
+    seconds = time.perf_counter() - start
+    note = "" if b.finished else f"did not finish in {budget:.0f} s: {got:,} objects in {pages} pages by then"
+    return Timed(got, seconds, server.peak_rss(), b.finished, note, {"pages": pages})
+
+
+def count_inbox(server: Server, who: Any, page: int = 1000) -> int:
+    coll = server.reader(who)
+    return sum(len(env.get("objects", ())) for env in as_pages(coll.get_objects, per_request=page))
+
+
+# -- latency -----------------------------------------------------------------------------------------------------
+def _stamp(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Latency:
+    samples: list[float]
+    polls: int
+    size_before: int
+    wanted: int = 0
+    note: str = ""
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples) if self.samples else math.nan
+
+    @property
+    def p99(self) -> float:
+        ordered = sorted(self.samples)  # nearest rank
+        return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] if ordered else math.nan
+
+    @property
+    def complete(self) -> bool:
+        return len(self.samples) >= self.wanted
+
+
+def latency(
+    server: Server,
+    singles: Sequence[dict[str, Any]],
+    size_before: int,
+    warm_up: int = 3,
+    budget: float | None = None,
+) -> Latency:
+    """The provider POSTs one object; the consumer polls ``added_after`` (a timestamp taken just before the
+    POST) until it receives it. One sample per object; the first ``warm_up`` are not counted.
+
+    With a time budget, no new sample is started once it has run out, and a sample still running when it
+    runs out is ended by killing the server (its run stops there)."""
+    writer = server.writer(server.provider)
+    reader = server.reader(server.consumer)
+    bodies = [orjson.dumps({"objects": [o]}) for o in singles]
+    samples: list[float] = []
+    polls = 0
+    deadline = time.perf_counter() + budget if budget else math.inf
+    with Budget(server, budget) as b:
+        for i, body in enumerate(bodies):
+            if time.perf_counter() >= deadline:
+                break
+            after = _stamp(time.time())
+            start = time.perf_counter()
+            status = writer.add_objects(body)
+            if status.status != "complete" or status.success_count != 1:
+                raise HarnessError(f"{server.name} refused a one-object envelope: {status.status}")
+            while True:
+                envelope = reader.get_objects(added_after=after)
+                polls += 1
+                got = len(envelope.get("objects", ()))
+                if got:
+                    break
+                if time.perf_counter() - start > 30 and not budget:
+                    raise HarnessError(f"{server.name}: the consumer did not receive the object within 30 s")
+            elapsed = time.perf_counter() - start
+            if got != 1:
+                raise HarnessError(f"{server.name}: added_after={after} gave {got} objects, expected 1")
+            if i >= warm_up:
+                samples.append(elapsed)
+    wanted = len(bodies) - warm_up
+    note = ""
+    if len(samples) < wanted:
+        note = f"{len(samples)} of {wanted} samples in the {budget:.0f} s budget"
+        if not b.finished:
+            note += f"; the server was stopped {time.perf_counter() - start:.0f} s into a sample"
+    return Latency(samples, polls, size_before, wanted, note)
+
+
+# -- fan-out -----------------------------------------------------------------------------------------------------
+def fanout(server: CutoutServer, objects: Sequence[dict[str, Any]], per: int) -> Timed:
+    """One provider, N consumers under agreements (delay 0): released copies per second of the POSTs."""
+    timed = ingest(server, objects, per)
+    copies = len(objects) * len(server.consumers)
+    for who in (server.consumers[0], server.consumers[-1]):
+        n = count_inbox(server, who)
+        if n != len(objects):
+            raise HarnessError(f"fan-out: {who.name} received {n} of {len(objects)} objects")
+    return Timed(copies, timed.seconds, timed.peak_rss, extra={"objects": len(objects)})

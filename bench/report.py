@@ -1,0 +1,270 @@
+"""The table: cutout, medallion, their ratio, the project's target and PASS/MISS; as text and as Markdown.
+
+Nothing here enforces a target: a MISS is reported, never raised.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+MB = 1024 * 1024
+
+
+@dataclass
+class Row:
+    name: str
+    cutout: str
+    medallion: str
+    ratio: str
+    target: str
+    verdict: str
+
+
+def _rate(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f}/s"
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v * 1000:,.1f} ms" if v < 10 else f"{v:,.1f} s"
+
+
+def _mb(v: int | None) -> str:
+    return "—" if v is None else f"{v / MB:,.0f} MB"
+
+
+def _times(x: float) -> str:
+    return f"{x:,.0f}×" if x >= 100 else f"{x:,.1f}×" if x >= 10 else f"{x:,.2f}×"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "—" if ok is None else "PASS" if ok else "MISS"
+
+
+def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
+    rows: list[Row] = []
+
+    def get(key: str) -> Any:
+        return r.get(key)
+
+    def throughput(name: str, ck: str, mk: str | None, target: str, check: Callable[[float], bool] | None) -> None:
+        c, m = get(ck), get(mk) if mk else None
+        cv = c.rate if c is not None else None
+        mtext, ratio = "—", "—"
+        if m is not None:
+            if m.finished:
+                mtext = _rate(m.rate)
+                if cv is not None and m.rate > 0:
+                    ratio = _times(cv / m.rate)
+            else:
+                bound = m.extra.get("wanted", m.objects) / m.seconds
+                mtext = f"< {bound:,.0f}/s ({m.note})"
+                if cv is not None and bound > 0:
+                    ratio = "> " + _times(cv / bound)
+        elif mk and r.get(mk + ".skipped"):
+            mtext = r[mk + ".skipped"]
+        elif mk is None:
+            mtext = "n/a"
+        rows.append(
+            Row(name, _rate(cv), mtext, ratio, target, _verdict(None if cv is None or not check else check(cv)))
+        )
+
+    n_ing = sizes.ingest_objects
+    for per, want in ((100, 5000), (1000, 20000)):
+        throughput(
+            f"ingest {n_ing:,} objects, {per:,}/envelope",
+            f"ingest.{per}.cutout",
+            f"ingest.{per}.medallion",
+            f"≥ {want:,}/s",
+            partial(operator.le, want),
+        )
+    limit = get("machine")
+    c1000 = get("ingest.1000.cutout")
+    frac = c1000.rate / limit["rate"] if (limit and c1000) else None
+    rows.append(
+        Row(
+            "machine limit (orjson parse + serialise, SQLite executemany/1,000, WAL, FULL)",
+            _rate(limit["rate"]) if limit else "—",
+            "",
+            "",
+            "",
+            "",
+        )
+    )
+    m1000 = get("ingest.1000.medallion")
+    rows.append(
+        Row(
+            "ingest at 1,000/envelope as a share of the machine limit",
+            "—" if frac is None else f"{frac:.1%}",
+            "—" if not (limit and m1000) else f"{m1000.rate / limit['rate']:.1%}",
+            "",
+            "≥ 40%",
+            _verdict(None if frac is None else frac >= 0.40),
+        )
+    )
+
+    small, big = sizes.fetch_sizes
+    f_small, f_big = get(f"fetch.{small}.cutout"), get(f"fetch.{big}.cutout")
+    throughput(
+        f"fetch {small:,} objects (limit {sizes.page})",
+        f"fetch.{small}.cutout",
+        f"fetch.{small}.medallion",
+        "≥ 50,000/s",
+        lambda v: v >= 50_000,
+    )
+    flat = f_small.rate if f_small else None
+    throughput(
+        f"fetch {big:,} objects (limit {sizes.page})",
+        f"fetch.{big}.cutout",
+        f"fetch.{big}.medallion",
+        "≥ 50,000/s, flat (≥ 80% of the small one)",
+        lambda v: v >= 50_000 and (flat is None or v >= 0.8 * flat),
+    )
+    if f_small and f_big:
+        rows.append(Row(f"fetch {big:,} ÷ fetch {small:,}", f"{f_big.rate / f_small.rate:.2f}", "", "", "", ""))
+
+    # latency
+    for label, ck, mk in (
+        ("empty exchange (the samples add theirs)", "latency.empty.cutout", "latency.empty.medallion"),
+        (f"{big:,}-object exchange", "latency.big.cutout", "latency.big.medallion"),
+    ):
+        c, m = get(ck), get(mk)
+        for stat, bound in (("p50", 0.003), ("p99", 0.015)):
+            cv = getattr(c, stat) if c is not None and c.samples else None
+            mv = getattr(m, stat) if m is not None and m.samples else None
+            mtext, ratio = _ms(mv), "—"
+            if m is not None:
+                notes = []
+                if c is not None and m.size_before != c.size_before:
+                    notes.append(f"at {m.size_before:,}")
+                if not m.complete:
+                    notes.append(f"{len(m.samples)} sample{'s' if len(m.samples) != 1 else ''}")
+                if notes:
+                    mtext += f" ({', '.join(notes)})"
+            if cv and mv:
+                ratio = _times(mv / cv)
+                if m is not None and c is not None and m.size_before < c.size_before:
+                    ratio = "> " + ratio
+            rows.append(
+                Row(
+                    f"POST one object → consumer has it, {stat}, {label}",
+                    _ms(cv),
+                    mtext,
+                    ratio,
+                    f"≤ {bound * 1000:.0f} ms",
+                    _verdict(None if cv is None else cv <= bound),
+                )
+            )
+    for extra in r.get("latency.medallion.extra", []):
+        rows.append(
+            Row(
+                f"  medallion latency at {extra.size_before:,} objects",
+                "",
+                f"p50 {_ms(extra.p50)}, p99 {_ms(extra.p99)}"
+                + (f" ({len(extra.samples)} samples)" if not extra.complete else ""),
+                "",
+                "",
+                "",
+            )
+        )
+    for size, why in r.get("latency.medallion.skipped", []):
+        rows.append(Row(f"  medallion latency at {size:,} objects", "", why, "", "", ""))
+
+    fan = get("fanout.cutout")
+    rows.append(
+        Row(
+            f"fan-out: 1 provider → {sizes.fanout_consumers} consumers, released copies",
+            _rate(fan.rate) if fan else "—",
+            "n/a (no agreements)",
+            "",
+            "≥ 20,000/s",
+            _verdict(None if fan is None else fan.rate >= 20_000),
+        )
+    )
+
+    # memory
+    ing_c, ing_m = get("ingest.1000.cutout"), get("ingest.1000.medallion")
+    rows.append(
+        Row(
+            f"server peak RSS, ingest {n_ing:,} at 1,000/envelope",
+            _mb(ing_c.peak_rss) if ing_c else "—",
+            _mb(ing_m.peak_rss) if ing_m else "—",
+            _times(ing_m.peak_rss / ing_c.peak_rss) if ing_c and ing_m else "—",
+            "",
+            "",
+        )
+    )
+    fm_small = get(f"fetch.{small}.medallion")
+    rows.append(
+        Row(
+            f"server peak RSS, fetch {small:,}",
+            _mb(f_small.peak_rss) if f_small else "—",
+            (_mb(fm_small.peak_rss) + ("" if fm_small.finished else " (unfinished)")) if fm_small else "—",
+            _times(fm_small.peak_rss / f_small.peak_rss) if f_small and fm_small else "—",
+            "",
+            "",
+        )
+    )
+    load_big = get(f"load.{big}.cutout")
+    mem = r.get("memory.cutout")
+    if mem:
+        rows.append(
+            Row(
+                f"server peak RSS, loading to and fetching {big:,}",
+                _mb(mem["big_peak"]),
+                "—",
+                "",
+                "bounded by the batch",
+                _verdict(mem["bounded"]),
+            )
+        )
+        rows.append(
+            Row(
+                f"  growth from the {small:,} phases (allowed: 25% of the added objects' JSON, ≥ 16 MB)",
+                f"{mem['growth'] / MB:+,.0f} MB (allowed {mem['allowed'] / MB:,.0f} MB)",
+                "",
+                "",
+                "",
+                "",
+            )
+        )
+    if load_big:
+        rows.append(
+            Row(
+                f"  ingest while growing to {big:,} (1,000/envelope)",
+                _rate(load_big.rate),
+                "",
+                "",
+                "",
+                "",
+            )
+        )
+    return rows
+
+
+def text_table(rows: list[Row]) -> str:
+    head = ("measurement", "cutout", "medallion 3.0.0", "ratio", "target", "")
+    cells = [head, *[(r.name, r.cutout, r.medallion, r.ratio, r.target, r.verdict) for r in rows]]
+    widths = [min(70, max(len(c[i]) for c in cells)) for i in range(len(head))]
+    lines = []
+    for i, c in enumerate(cells):
+        lines.append(
+            "  ".join(v.ljust(w) if j == 0 else v.rjust(w) for j, (v, w) in enumerate(zip(c, widths, strict=True)))
+        )
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    out = [
+        "| measurement | cutout | medallion 3.0.0 | ratio (cutout better when > 1) | target | |",
+        "|---|--:|--:|--:|---|---|",
+    ]
+    for r in rows:
+        name = r.name.replace("  ", "&nbsp;&nbsp;", 1) if r.name.startswith("  ") else r.name
+        out.append(f"| {name} | {r.cutout} | {r.medallion} | {r.ratio} | {r.target} | {r.verdict} |")
+    return "\n".join(out)

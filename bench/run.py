@@ -1,0 +1,479 @@
+"""cutout and medallion 3.0.0 side by side: one run, the same client, the same objects; a table with ratios.
+
+    .venv/bin/python -m bench.run                       # everything (make bench), writes docs/benchmarks.md
+    .venv/bin/python -m bench.run --smoke               # every measurement at tiny sizes (make bench-smoke)
+    .venv/bin/python -m bench.run --only ingest --only machine
+
+Measurements (``--only`` names): machine, ingest, fetch, latency, fanout; memory is sampled during ingest
+and fetch (``--only memory`` runs those two). Timings never fail the run: it exits non-zero only when the
+harness itself went wrong (a server refused the workload, objects went missing, a server would not start).
+Every server it starts is stopped before it exits, however it exits. All traffic goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import machine, measure
+from bench.report import build_rows, markdown_table, text_table
+from bench.servers import CRASH_LOGS, REPO, CutoutServer, MedallionServer, medallion_available, stop_all
+from bench.workload import Workload, check_with_stix2, mean_size
+
+GROUPS = ("machine", "ingest", "fetch", "latency", "fanout")
+ALIASES = {"memory": ("ingest", "fetch")}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    ingest_objects: int = 10_000
+    ingest_per: tuple[int, int] = (100, 1000)
+    fetch_sizes: tuple[int, int] = (10_000, 100_000)
+    page: int = 1000
+    fetch_repeat: int = 3  # cutout pages through each size this many times; the best run counts
+    load_per: int = 1000  # envelope size used to fill a server before fetch/latency measurements
+    medallion_fetch_budget: float = 120.0  # seconds for medallion to page through one collection
+    medallion_load_budget: float = 120.0  # seconds for medallion to take the objects of one fill
+    latency_samples: int = 200
+    # medallion: (size, samples, unrecorded warm-up samples, time budget in seconds) per peer-baseline size
+    medallion_latency: tuple[tuple[int, int, int, float], ...] = (
+        (0, 200, 3, 240.0),
+        (2_000, 30, 0, 120.0),
+        (10_000, 20, 0, 120.0),
+    )
+    fanout_consumers: int = 100
+    fanout_objects: int = 1000
+    fanout_per: int = 100
+    machine_objects: int = 10_000
+
+
+SMOKE = Sizes(
+    ingest_objects=200,
+    ingest_per=(100, 1000),
+    fetch_sizes=(200, 400),
+    page=100,
+    fetch_repeat=1,
+    load_per=100,
+    medallion_fetch_budget=30.0,
+    medallion_load_budget=30.0,
+    latency_samples=10,
+    medallion_latency=((0, 10, 3, 30.0), (100, 5, 0, 30.0), (200, 5, 0, 30.0)),
+    fanout_consumers=5,
+    fanout_objects=100,
+    fanout_per=50,
+    machine_objects=200,
+)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Run:
+    """One run: the objects, the results, and the one cutout server that is filled to the large size."""
+
+    def __init__(self, sizes: Sizes) -> None:
+        self.sizes = sizes
+        self.workload = Workload()
+        self.results: dict[str, Any] = {}
+        self.errors: list[str] = []
+        self._big: CutoutServer | None = None
+        self._big_loaded = 0
+        self._singles_used: dict[int, int] = {}
+        self.peer = medallion_available()
+
+    # -- shared things ----------------------------------------------------------------------------------------
+    def objects(self, n: int) -> list[dict[str, Any]]:
+        return self.workload.objects(n)
+
+    def singles(self, server: Any, n: int) -> list[dict[str, Any]]:
+        """Objects for one-object POSTs, never the same twice on one server."""
+        start = self._singles_used.get(id(server), 0)
+        self._singles_used[id(server)] = start + n
+        return self.workload.singles(start + n)[start:]
+
+    def big(self, size: int) -> CutoutServer:
+        """The cutout server holding ``size`` objects in its consumer's inbox (filled as needed)."""
+        if self._big is None:
+            self._big = CutoutServer()
+            log(f"cutout server (pid {self._big.pid}) for fetch/latency at size")
+        if self._big_loaded < size:
+            more = self.objects(size)[self._big_loaded :]
+            t = measure.ingest(self._big, more, self.sizes.load_per)
+            self.results[f"load.{size}.cutout"] = t
+            log(f"  cutout: filled {self._big_loaded:,} → {size:,} at {t.rate:,.0f} objects/s")
+            self._big_loaded = size
+        return self._big
+
+    def close(self) -> None:
+        if self._big is not None:
+            self._check_log(self._big)
+            self._big.stop()
+
+    def _check_log(self, server: CutoutServer) -> None:
+        tb = server.tracebacks()
+        if tb:
+            raise measure.HarnessError(f"the cutout server logged an unhandled error:\n{tb}")
+
+    # -- the measurements -----------------------------------------------------------------------------------
+    def machine(self) -> None:
+        limit = machine.machine_limit(self.objects(self.sizes.machine_objects))
+        self.results["machine"] = limit
+        log(f"machine limit: {limit['rate']:,.0f} objects/s (orjson alone {limit['orjson_rate']:,.0f}/s)")
+
+    def ingest(self) -> None:
+        s = self.sizes
+        objs = self.objects(s.ingest_objects)
+        for per in s.ingest_per:
+            with CutoutServer() as c:
+                log(f"cutout (pid {c.pid}): ingest {len(objs):,} at {per:,}/envelope")
+                t = measure.ingest(c, objs, per)
+                got = measure.count_inbox(c, c.consumer)
+                if got != len(objs):
+                    raise measure.HarnessError(f"cutout: the consumer received {got} of {len(objs)} objects")
+                self._check_log(c)
+                self.results[f"ingest.{per}.cutout"] = t
+                log(f"  {t.rate:,.0f} objects/s, peak RSS {t.peak_rss / 2**20:,.0f} MB")
+            if self.peer:
+                with MedallionServer() as m:
+                    log(f"medallion (pid {m.pid}): ingest {len(objs):,} at {per:,}/envelope")
+                    t = measure.ingest(m, objs, per, budget=s.medallion_load_budget)
+                    self.results[f"ingest.{per}.medallion"] = t
+                    log(f"  {t.rate:,.0f} objects/s, peak RSS {t.peak_rss / 2**20:,.0f} MB {t.note}")
+
+    def fetch(self) -> None:
+        s = self.sizes
+        for size in s.fetch_sizes:
+            c = self.big(size)
+            runs = [measure.fetch_all(c, s.page) for _ in range(s.fetch_repeat)]
+            for t in runs:
+                if t.objects != size:
+                    raise measure.HarnessError(f"cutout: fetched {t.objects} of {size} objects")
+            t = max(runs, key=lambda x: x.rate)
+            t.peak_rss = max(x.peak_rss for x in runs)
+            t.note = f"best of {len(runs)}: " + ", ".join(f"{x.rate:,.0f}/s" for x in runs)
+            self.results[f"fetch.{size}.cutout"] = t
+            log(f"cutout: fetch {size:,}: {t.rate:,.0f} objects/s in {t.extra['pages']} pages ({t.note})")
+        small, big = s.fetch_sizes
+        r = self.results
+        small_peak = max(r[f"load.{small}.cutout"].peak_rss, r[f"fetch.{small}.cutout"].peak_rss)
+        big_peak = max(r[f"load.{big}.cutout"].peak_rss, r[f"fetch.{big}.cutout"].peak_rss)
+        added = int(mean_size(self.objects(big)[small:big]) * (big - small))
+        r["memory.cutout"] = {
+            "small_peak": small_peak,
+            "big_peak": big_peak,
+            "growth": big_peak - small_peak,
+            "allowed": max(added // 4, 16 * 2**20),
+            "bounded": big_peak - small_peak <= max(added // 4, 16 * 2**20),
+        }
+        if not self.peer:
+            return
+        reason = ""
+        with MedallionServer() as m:
+            log(f"medallion (pid {m.pid}): fetch")
+            loaded = 0
+            for size in s.fetch_sizes:
+                key = f"fetch.{size}.medallion"
+                if reason:
+                    r[key + ".skipped"] = reason
+                    continue
+                fill = measure.ingest(m, self.objects(size)[loaded:], s.load_per, budget=s.medallion_load_budget)
+                if not fill.finished:
+                    reason = r[key + ".skipped"] = f"not measured: filling it to {size:,} {fill.note}"
+                    log(f"  {reason}")
+                    continue
+                loaded = size
+                t = measure.fetch_all(m, s.page, budget=s.medallion_fetch_budget)
+                t.extra["wanted"] = size
+                r[key] = t
+                if t.finished:
+                    log(f"  fetch {size:,}: {t.rate:,.0f} objects/s")
+                else:
+                    log(f"  fetch {size:,}: {t.note}")
+                    reason = f"not attempted: {size:,} did not finish in {s.medallion_fetch_budget:.0f} s"
+
+    def latency(self) -> None:
+        s = self.sizes
+        n = s.latency_samples + 3
+        with CutoutServer() as c:
+            log(f"cutout (pid {c.pid}): latency, empty exchange")
+            lat = measure.latency(c, self.singles(c, n), 0)
+            self._check_log(c)
+        self.results["latency.empty.cutout"] = lat
+        log(f"  p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms")
+        big = s.fetch_sizes[-1]
+        c = self.big(big)
+        log(f"cutout: latency, {big:,}-object exchange")
+        lat = measure.latency(c, self.singles(c, n), big)
+        self.results["latency.big.cutout"] = lat
+        log(f"  p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms")
+        if not self.peer:
+            return
+        found: list[measure.Latency] = []
+        reason = ""
+        with MedallionServer() as m:
+            listed = ", ".join(f"{z:,}" for z, *_ in s.medallion_latency)
+            log(f"medallion (pid {m.pid}): latency at {listed} objects")
+            loaded = 0
+            for size, samples, warm_up, budget in s.medallion_latency:
+                if reason:
+                    self.results.setdefault("latency.medallion.skipped", []).append((size, reason))
+                    continue
+                if size > loaded:
+                    measure.ingest(m, self.objects(size)[loaded:], s.load_per)
+                    loaded = size
+                lat = measure.latency(m, self.singles(m, samples + warm_up), size, warm_up, budget)
+                if lat.samples:
+                    found.append(lat)
+                log(f"  at {size:,}: p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms {lat.note}")
+                if not lat.complete:
+                    reason = f"not attempted: at {size:,} only {lat.note}"
+                    if not lat.samples:
+                        reason = f"not attempted: at {size:,} not one sample finished in {budget:.0f} s"
+                        self.results.setdefault("latency.medallion.skipped", []).append(
+                            (size, f"not one sample in {budget:.0f} s")
+                        )
+        if found:
+            self.results["latency.empty.medallion"] = found[0]
+        if len(found) > 1:
+            self.results["latency.big.medallion"] = found[-1]
+            self.results["latency.medallion.extra"] = found[1:-1]
+
+    def fanout(self) -> None:
+        s = self.sizes
+        with CutoutServer(consumers=s.fanout_consumers) as c:
+            log(f"cutout (pid {c.pid}): fan-out to {s.fanout_consumers} consumers")
+            t = measure.fanout(c, self.objects(s.fanout_objects), s.fanout_per)
+            self._check_log(c)
+        self.results["fanout.cutout"] = t
+        log(f"  {t.rate:,.0f} released copies/s ({t.objects:,} copies in {t.seconds:.1f} s)")
+
+
+# -- the document -------------------------------------------------------------------------------------------------
+def _details(results: dict[str, Any]) -> str:
+    lines = ["| run | objects | seconds | rate | peak RSS | note |", "|---|--:|--:|--:|--:|---|"]
+    for key, v in results.items():
+        if isinstance(v, measure.Timed):
+            lines.append(
+                f"| {key} | {v.objects:,} | {v.seconds:.2f} | {v.rate:,.0f}/s | {v.peak_rss / 2**20:,.0f} MB |"
+                f" {v.note} |"
+            )
+        elif isinstance(v, measure.Latency):
+            lines.append(
+                f"| {key} | {len(v.samples)} samples at {v.size_before:,} | | p50 {v.p50 * 1000:.2f} ms,"
+                f" p99 {v.p99 * 1000:.2f} ms, max {max(v.samples) * 1000:.2f} ms | | {v.polls} GETs |"
+            )
+    for lat in results.get("latency.medallion.extra", []):
+        lines.append(
+            f"| latency.medallion at {lat.size_before:,} | {len(lat.samples)} samples | | p50 {lat.p50 * 1000:.2f}"
+            f" ms, p99 {lat.p99 * 1000:.2f} ms | | {lat.polls} GETs |"
+        )
+    return "\n".join(lines)
+
+
+def document(run: Run, rows_md: str, desc: dict[str, str], elapsed: float, mean: float, others: str) -> str:
+    s = run.sizes
+    small, big = s.fetch_sizes
+    peer = "medallion 3.0.0 from `.venv-medallion`" if run.peer else "medallion not installed (`make peer`)"
+    return f"""# Benchmarks: cutout beside medallion 3.0.0
+
+Written by `make bench` (`bench/run.py`); do not edit by hand, run it again. `make bench-smoke` runs every
+measurement at tiny sizes to check that the harness works; its figures mean nothing.
+
+One run measures both servers on one machine with the same client (taxii2-client 2.3.0, HTTP Basic), the same
+objects and the same workload, so the **ratio** column is the figure to read; absolute numbers move with the
+machine and with what else runs on it. Client and server share the machine's cores. Targets are the
+project's; a MISS is reported, never enforced.
+
+## Machine
+
+| | |
+|---|---|
+| CPU | {desc["cpu"]} |
+| cores | {desc["cores"]} |
+| memory | {desc["memory"]} |
+| OS | {desc["os"]} |
+| Python | {desc["python"]} |
+| date | {desc["date"]} |
+| commit | {desc["commit"]} |
+| code measured | {desc["source"]} |
+| peer | {peer} |
+| run took | {elapsed / 60:.1f} min |
+| other processes during the run | {others} |
+
+## Results
+
+{rows_md}
+
+## What was measured
+
+- **Workload**: STIX 2.1 objects of {mean:,.0f} bytes on average (compact JSON), made once per run and sent to
+  both servers: 40% indicators, 20% locations, 20% threat-actors, 20% sightings, in blocks of ten (each
+  sighting is of an indicator or threat-actor of its block and names a location of its block as where it
+  was sighted, so an envelope never refers forwards); all TLP:GREEN. `bench/workload.py` makes them as
+  dicts shaped like the `stix2` library's output, and every run parses a sample of them with `stix2.parse`
+  (strict, STIX 2.1).
+- **cutout**: a broker made with the library, served by `cutout serve` with its defaults (SQLite, WAL,
+  `synchronous=FULL`: an acknowledged envelope is on disk). The provider POSTs to its `outbox`; one consumer
+  holds an agreement (all types, up to TLP:AMBER, delay 0), so every object is validated, stored, sanitized
+  for that consumer and released into its `inbox` before the POST is answered. Fetch and latency read that
+  `inbox`.
+- **medallion**: `.venv-medallion/bin/medallion` with the memory backend and the configuration of the peer
+  baseline (one API root, one read-write collection, `max_page_size` 1000); it writes and reads the same
+  collection. Its `next` tokens are kept 600 s instead of 30 s so paging is not cut short by that defect.
+- **ingest**: {s.ingest_objects:,} objects through TAXII POST, {" and ".join(f"{p:,}" for p in s.ingest_per)} objects
+  per envelope, a fresh server each time. Envelopes are serialised before the clock starts.
+- **machine limit**: the same {s.machine_objects:,} objects in envelopes of 1,000: `orjson.loads` of the envelope,
+  `orjson.dumps` of every object, one `executemany` of 1,000 rows per transaction into SQLite (WAL,
+  `synchronous=FULL`, same file system); best of 3. cutout's ingest is shown as a share of it.
+- **fetch**: the consumer pages through {small:,} and then {big:,} objects with `limit={s.page}`, following
+  `next` (taxii2-client's `as_pages`; the client decodes every page); cutout {s.fetch_repeat} times per size, the
+  best counts (the others are in the details). cutout's server is filled by POSTs of
+  {s.load_per:,}; medallion gets {s.medallion_fetch_budget:.0f} s per size (its server is killed when the budget
+  runs out) and is not tried at a larger size once a smaller one did not finish; filling it is capped at
+  {s.medallion_load_budget:.0f} s too.
+- **latency**: the provider POSTs one indicator, then the consumer GETs `objects/?added_after=T` (T taken
+  just before the POST) until the object is there; {s.latency_samples} samples after 3 unrecorded ones,
+  nearest-rank p99. cutout on an empty exchange and on the exchange filled to {big:,}; medallion at
+  {", ".join(f"{z:,} ({n} samples, {b:.0f} s budget)" for z, n, _, b in s.medallion_latency)}, the sizes of
+  the peer baseline (a size is not attempted once a smaller one ran out of its budget). medallion's
+  `added_after` filter compares every object with every manifest entry, so one poll costs time quadratic in
+  the collection's size; the peer baseline's 8 / 171 / 790 ms at 0–200 / 2,000 / 10,000 fetched the object by
+  its id instead, which a consumer of cutout cannot do (its copies carry ids of their own).
+- **fan-out**: one provider, {s.fanout_consumers} consumers each under an agreement with delay 0; {s.fanout_objects:,}
+  objects in envelopes of {s.fanout_per} → {s.fanout_objects * s.fanout_consumers:,} released copies, divided by the
+  time of the POSTs (release is part of the POST). Two consumers' inboxes are checked afterwards. medallion has
+  no agreements, so no figure.
+- **memory**: the server process's RSS from `/proc/PID/status`, sampled every 20 ms. "Bounded by the batch":
+  the peak while filling cutout to {big:,} and fetching them may exceed the peak of the {small:,} phases by at
+  most a quarter of the added objects' JSON (at least 16 MB, for the allocator's noise).
+
+## Details
+
+{_details(run.results)}
+"""
+
+
+def _snapshot_and_exec(argv: list[str]) -> None:
+    """Run the benchmark against a copy of ``src/cutout`` taken now: other work in the tree during the run
+    must not mix two versions of cutout into one table (the harness sets brokers up with the library, and
+    every server it starts imports cutout afresh). Re-executes this module with the copy first on the path."""
+    snap = Path(tempfile.mkdtemp(prefix="cutout-bench-src-"))
+    shutil.copytree(REPO / "src" / "cutout", snap / "cutout", ignore=shutil.ignore_patterns("__pycache__"))
+    digest = hashlib.sha256()
+    for f in sorted((snap / "cutout").rglob("*")):
+        if f.is_file():
+            digest.update(str(f.relative_to(snap)).encode() + b"\0" + f.read_bytes())
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(snap), env.get("PYTHONPATH", "")) if p)
+    env["BENCH_SNAPSHOT"] = str(snap)
+    env["BENCH_SNAPSHOT_DIGEST"] = digest.hexdigest()[:12]
+    env["BENCH_SNAPSHOT_COMMIT"] = machine.source_commit()
+    os.execve(sys.executable, [sys.executable, "-m", "bench.run", *argv], env)  # noqa: S606 - same interpreter
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.run", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="every measurement at tiny sizes (checks the harness)")
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help=f"run only these ({', '.join((*GROUPS, *ALIASES))}); repeat or separate by commas",
+    )
+    p.add_argument("--out", type=Path, help="the Markdown report (default docs/benchmarks.md on a full run)")
+    p.add_argument("--no-peer", action="store_true", help="leave medallion out")
+    p.add_argument("--no-snapshot", action="store_true", help="use src/ as it is, not a copy taken at the start")
+    args = p.parse_args(argv)
+    if not args.no_snapshot and "BENCH_SNAPSHOT" not in os.environ:
+        _snapshot_and_exec(sys.argv[1:] if argv is None else argv)
+    snapshot = os.environ.get("BENCH_SNAPSHOT")
+    if snapshot:
+        import cutout
+
+        if not Path(cutout.__file__).resolve().is_relative_to(Path(snapshot).resolve()):
+            p.error(f"cutout was imported from {cutout.__file__}, not from the snapshot {snapshot}")
+
+    chosen: list[str] = []
+    for item in args.only or []:
+        for name in (n.strip() for n in item.split(",")):
+            if name in ALIASES:
+                chosen.extend(ALIASES[name])
+            elif name in GROUPS:
+                chosen.append(name)
+            else:
+                p.error(f"unknown measurement {name!r}: choose from {', '.join((*GROUPS, *ALIASES))}")
+    groups = [g for g in GROUPS if not chosen or g in chosen]
+    out = args.out
+    if out is None and not args.smoke and not args.only:
+        out = REPO / "docs" / "benchmarks.md"
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+
+    sizes = SMOKE if args.smoke else Sizes()
+    run = Run(sizes)
+    if args.no_peer:
+        run.peer = False
+    elif not run.peer:
+        log("medallion is not installed (make peer): its columns stay empty")
+    started = time.perf_counter()
+    cpu_before = machine.cpu_snapshot()
+    mean = 0.0
+    try:
+        n = max(sizes.fetch_sizes[-1], sizes.ingest_objects, sizes.machine_objects, sizes.fanout_objects)
+        objs = run.objects(n)
+        checked = check_with_stix2(objs)
+        mean = mean_size(objs)
+        log(f"workload: {n:,} objects, {mean:,.0f} bytes on average ({checked} parsed with stix2)")
+        steps: dict[str, Callable[[], None]] = {g: getattr(run, g) for g in GROUPS}
+        for g in groups:
+            try:
+                steps[g]()
+            except Exception:
+                run.errors.append(f"{g}: {traceback.format_exc()}")
+                log(f"{g} FAILED:\n{traceback.format_exc()}")
+        try:
+            run.close()
+        except Exception:
+            run.errors.append(traceback.format_exc())
+    finally:
+        stop_all()
+        if snapshot:
+            shutil.rmtree(snapshot, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    others = machine.others_share(cpu_before, machine.cpu_snapshot(), elapsed)
+    log(f"other processes on the machine during the run: {others}")
+
+    rows = build_rows(run.results, sizes)
+    print()
+    print(text_table(rows))
+    print(f"\n{'smoke run: the figures mean nothing. ' if args.smoke else ''}took {elapsed:.0f} s")
+    if out is not None:
+        desc = machine.describe()
+        out.write_text(document(run, markdown_table(rows), desc, elapsed, mean, others), "utf-8")
+        log(f"wrote {out}")
+    for crash in CRASH_LOGS:
+        log(f"a server logged an unhandled error:\n{crash}")
+    if run.errors:
+        log(f"{len(run.errors)} measurement(s) failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

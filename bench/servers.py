@@ -1,0 +1,336 @@
+"""The two servers under test, each in a process of its own on a free loopback port, and their memory.
+
+cutout: a broker made with the library (``Exchange.init``, parties, agreements), served by a real
+``cutout serve`` (``cutout.demo.server.start_server``) with its default settings: SQLite in WAL mode with
+``synchronous=FULL``, so every acknowledged envelope is durable.
+
+medallion 3.0.0: from ``.venv-medallion`` (``make peer``), with the memory backend and the configuration of
+/work/shared/peer-baseline.md (users, ``max_page_size`` 1000, one API root, one read-write collection).
+Its ``next`` tokens are kept for 600 s instead of 30 s, so that a slow paging run is measured rather than
+cut short by the expiry defect.
+
+Every server is a context manager and is also registered in ``RUNNING``, which ``stop_all`` empties: the
+harness stops everything it started, however a measurement ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import orjson
+from taxii2client.v21 import Collection
+
+from cutout.demo.server import RunningServer, free_port, start_server
+from cutout.service import Exchange
+from cutout.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+PEER_EXE = REPO / ".venv-medallion" / "bin" / "medallion"
+TAXII = "application/taxii+json;version=2.1"
+STIX = "application/stix+json;version=2.1"
+
+RUNNING: list[Server] = []
+#: the tail of the log of every cutout server that logged a traceback (kept: the server's folder is removed)
+CRASH_LOGS: list[str] = []
+
+
+def stop_all() -> None:
+    while RUNNING:
+        RUNNING[-1].stop()
+
+
+def medallion_available() -> bool:
+    return PEER_EXE.exists()
+
+
+# -- memory ---------------------------------------------------------------------------------------------------
+def rss_bytes(pid: int) -> int:
+    """The resident set size of a process, from /proc (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler:
+    """Samples a process's RSS every ``interval`` seconds in a thread; ``mark()`` starts a new window."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid = pid
+        self.interval = interval
+        self._peak = rss_bytes(pid)
+        self._overall = self._peak
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"rss-{pid}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            value = rss_bytes(self.pid)
+            with self._lock:
+                self._peak = max(self._peak, value)
+                self._overall = max(self._overall, value)
+
+    def mark(self) -> None:
+        """Start a new window: ``peak()`` reports the largest RSS seen since."""
+        with self._lock:
+            self._peak = rss_bytes(self.pid)
+
+    def peak(self) -> int:
+        value = rss_bytes(self.pid)
+        with self._lock:
+            self._peak = max(self._peak, value)
+            return self._peak
+
+    def overall(self) -> int:
+        with self._lock:
+            return max(self._overall, self._peak)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+# -- the servers ----------------------------------------------------------------------------------------------
+@dataclass
+class Party:
+    name: str
+    password: str
+
+
+@dataclass(eq=False)
+class Server:
+    """What the measurements need of either server."""
+
+    name: str
+    work: Path
+    proc: subprocess.Popen[bytes] | None = None
+    base: str = ""
+    sampler: RssSampler | None = None
+    stopped: bool = False
+    killed_by_budget: bool = False
+    provider: Party = field(default_factory=lambda: Party("", ""))
+    consumer: Party = field(default_factory=lambda: Party("", ""))
+    _clients: dict[tuple[str, str], Collection] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def _started(self, proc: subprocess.Popen[bytes], base: str) -> None:
+        self.proc, self.base = proc, base
+        self.sampler = RssSampler(proc.pid)
+        RUNNING.append(self)
+
+    def kill(self) -> None:
+        """Used by a time budget: end the server now (a request in flight fails)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.killed_by_budget = True
+            self.proc.kill()
+
+    def stop(self) -> None:
+        if self in RUNNING:
+            RUNNING.remove(self)
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for c in self._clients.values():
+            c.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def mark(self) -> None:
+        assert self.sampler is not None
+        self.sampler.mark()
+
+    def peak_rss(self) -> int:
+        assert self.sampler is not None
+        return self.sampler.peak()
+
+    # what each server implements
+    def writer(self, who: Party) -> Collection:
+        raise NotImplementedError
+
+    def reader(self, who: Party) -> Collection:
+        raise NotImplementedError
+
+    def _collection(self, url: str, who: Party) -> Collection:
+        key = (url, who.name)
+        if key not in self._clients:
+            c = Collection(url, user=who.name, password=who.password)
+            _ = c.can_read  # taxii2-client loads the collection resource lazily: do it before any clock starts
+            self._clients[key] = c
+        return self._clients[key]
+
+
+def _wait_until_up(proc: subprocess.Popen[bytes], base: str, log: Path, name: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(base + "/taxii2/", timeout=1.0).status_code == 401:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"{name} did not answer within {timeout} s: {log.read_text(errors='replace')[-2000:]}")
+
+
+class CutoutServer(Server):
+    """A broker with one provider and ``consumers`` consumers, each under an agreement with delay 0."""
+
+    def __init__(self, consumers: int = 1) -> None:
+        super().__init__("cutout", Path(tempfile.mkdtemp(prefix="cutout-bench-")))
+        settings = load_settings(self.work, environ={})
+        Exchange.init(settings, "Bench Exchange")
+        ex = Exchange.open(settings)
+        try:
+            _, token = ex.add_party("Bench Provider", provider=True, consumer=False)
+            self.provider = Party("Bench Provider", token)
+            self.consumers: list[Party] = []
+            for i in range(consumers):
+                name = f"Bench Consumer {i + 1}"
+                _, token = ex.add_party(name, provider=False, consumer=True)
+                ex.add_agreement(self.provider.name, name, delay=0)
+                self.consumers.append(Party(name, token))
+            self.consumer = self.consumers[0]
+            self._colls: dict[str, dict[str, str]] = {}
+            for p in (self.provider, *self.consumers):
+                party = ex.authenticate(p.name, p.password)
+                self._colls[p.name] = {c.kind: c.uuid for c in ex.collections(party)}
+        finally:
+            ex.close()
+        try:
+            running: RunningServer = start_server(self.work, timeout=60.0)
+        except BaseException:
+            shutil.rmtree(self.work, ignore_errors=True)
+            raise
+        self.log = running.log
+        self._started(running.proc, running.url)
+
+    def url(self, who: Party, kind: str) -> str:
+        return f"{self.base}/exchange/collections/{self._colls[who.name][kind]}/"
+
+    def writer(self, who: Party) -> Collection:
+        return self._collection(self.url(who, "outbox"), who)
+
+    def reader(self, who: Party) -> Collection:
+        return self._collection(self.url(who, "inbox"), who)
+
+    def tracebacks(self) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return text[-3000:] if "Traceback" in text else ""
+
+    def stop(self) -> None:
+        if not self.stopped:
+            tb = self.tracebacks()
+            if tb:
+                CRASH_LOGS.append(f"cutout server (pid {self.pid}):\n{tb}")
+        super().stop()
+
+
+class MedallionServer(Server):
+    """medallion 3.0.0, memory backend, one collection that the one user writes and reads."""
+
+    USER = Party("bench", "bench-secret")
+
+    def __init__(self) -> None:
+        if not medallion_available():
+            raise RuntimeError("medallion is not installed: run `make peer`")
+        super().__init__("medallion", Path(tempfile.mkdtemp(prefix="medallion-bench-")))
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        self.coll = str(uuid.uuid4())
+        data: dict[str, Any] = {
+            "/discovery": {"title": "medallion", "default": f"{base}/api1/", "api_roots": [f"{base}/api1/"]},
+            "api1": {
+                "information": {"title": "api1", "versions": [TAXII], "max_content_length": 100 * 1024 * 1024},
+                "status": [],
+                "collections": [
+                    {
+                        "id": self.coll,
+                        "title": "bench",
+                        "can_read": True,
+                        "can_write": True,
+                        "media_types": [STIX],
+                        "objects": [],
+                        "manifest": [],
+                    }
+                ],
+            },
+        }
+        (self.work / "data.json").write_bytes(orjson.dumps(data))
+        config = {
+            "backend": {
+                "module": "medallion.backends.memory_backend",
+                "module_class": "MemoryBackend",
+                "filename": str(self.work / "data.json"),
+                "session_timeout": 600,
+            },
+            "users": {self.USER.name: self.USER.password},
+            "taxii": {"max_page_size": 1000},
+        }
+        (self.work / "config.json").write_bytes(orjson.dumps(config))
+        log = self.work / "medallion.log"
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the harness's snapshot of cutout
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(PEER_EXE), "--host", "127.0.0.1", "--port", str(port), str(self.work / "config.json")],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.work,
+                env=env,
+            )
+        try:
+            _wait_until_up(proc, base, log, "medallion")
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            shutil.rmtree(self.work, ignore_errors=True)
+            raise
+        self._started(proc, base)
+        self.provider = self.consumer = self.USER
+
+    def url(self) -> str:
+        return f"{self.base}/api1/collections/{self.coll}/"
+
+    def writer(self, who: Party) -> Collection:
+        return self._collection(self.url(), who)
+
+    def reader(self, who: Party) -> Collection:
+        return self._collection(self.url(), who)
