@@ -199,7 +199,9 @@ class Exchange:
         try:
             if store.is_initialised():
                 raise BrokerExists(f"the database {settings.db_url} already holds a broker")
-            store.create_schema()
+            from cutout.store.migrate import upgrade
+
+            upgrade(store)
             now = now_us()
             identity = {
                 "type": "identity",
@@ -226,6 +228,14 @@ class Exchange:
         if not store.is_initialised():
             store.close()
             raise NotInitialised(f"no broker database at {settings.db_url}; run 'cutout init' first")
+        from cutout.store.migrate import current_revision, head_revision
+
+        if current_revision(store) != head_revision():
+            store.close()
+            raise NotInitialised(
+                f"the database {settings.db_url} is at schema {current_revision(store)}, this cutout needs "
+                f"{head_revision()}: run 'cutout db upgrade' first"
+            )
         return cls(settings, store, keys)
 
     def close(self) -> None:

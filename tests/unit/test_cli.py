@@ -142,3 +142,13 @@ def test_audit_commands(run, tmp_path: Path) -> None:  # type: ignore[no-untyped
     code, out = run("audit", "prove", "99")
     assert code == 1
     assert "no audit entry 99" in out
+
+
+def test_db_upgrade(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("db", "upgrade")
+    assert code == 1
+    assert "cutout init" in out
+    run("init")
+    code, out = run("db", "upgrade", "--json")
+    assert code == 0
+    assert json.loads(out)["from"] == json.loads(out)["to"] == json.loads(out)["head"]

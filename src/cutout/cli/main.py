@@ -313,6 +313,42 @@ def review_reject(review_id: int, data: Path | None, db: str | None, as_json: bo
     _emit(as_json, result, f"held object {review_id} rejected")
 
 
+# -- database -----------------------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """The broker's database schema."""
+
+
+@db.command("upgrade")
+@data_option
+@db_option
+@command
+def db_upgrade(data: Path | None, db: str | None, as_json: bool) -> None:
+    """Bring the database schema to this version of cutout (run it after an upgrade, on one node)."""
+    from cutout.keys import Keys
+    from cutout.store import Store
+    from cutout.store.migrate import current_revision, head_revision, upgrade
+
+    settings = _settings(data, database_url=db)
+    Keys.load(settings.data_dir)  # a broker lives here at all
+    store = Store(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        if not store.is_initialised():
+            from cutout.errors import NotInitialised
+
+            raise NotInitialised(f"no broker database at {settings.db_url}; run 'cutout init' first")
+        before = current_revision(store)
+        upgrade(store)
+        after = current_revision(store)
+    finally:
+        store.close()
+    _emit(
+        as_json,
+        {"from": before, "to": after, "head": head_revision()},
+        f"schema {before} is current" if before == after else f"schema upgraded from {before} to {after}",
+    )
+
+
 # -- audit --------------------------------------------------------------------------------------------------
 @main.group()
 def audit() -> None:

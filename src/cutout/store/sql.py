@@ -98,9 +98,6 @@ class Store:
         except Exception as exc:  # driver missing, malformed URL
             raise ConfigError(f"cannot open database {url!r}: {exc}") from exc
 
-    def create_schema(self) -> None:
-        s.metadata.create_all(self.engine)
-
     def is_initialised(self) -> bool:
         """Whether the database holds a broker; ConfigError if it cannot be reached at all."""
         try:
