@@ -31,7 +31,7 @@ import httpx
 import orjson
 from taxii2client.v21 import Collection
 
-from cutout.demo.server import RunningServer, free_port, start_server
+from cutout.demo.server import RunningServer, free_port, start_server, stop_process
 from cutout.service import Exchange
 from cutout.settings import load_settings
 
@@ -153,13 +153,8 @@ class Server:
         self.stopped = True
         if self.sampler is not None:
             self.sampler.stop()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         for c in self._clients.values():
             c.close()
         shutil.rmtree(self.work, ignore_errors=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["RunningServer", "free_port", "start_server"]
+__all__ = ["RunningServer", "free_port", "start_server", "stop_process"]
 
 
 def free_port() -> int:
@@ -28,13 +28,18 @@ class RunningServer:
     log: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """Ask a process to stop (SIGTERM); kill it if it has not within ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def start_server(data_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 30.0) -> RunningServer:
