@@ -706,6 +706,7 @@ class Exchange:
             if src is not None:
                 key = (item["recipient_id"], item["sender_id"], item["kind"], bool(item.get("review")))
                 groups[key].append(src)
+        redactors: dict[int, Redactor] = {}  # one per sender for the whole run: its memo serves every reader
         for (recipient, sender, kind, review), rows in groups.items():
             objs = [orjson.loads(r.body) for r in rows]
             if recheck and kind == "intel":
@@ -713,7 +714,10 @@ class Exchange:
                 rows = [r for r, k in zip(rows, keep, strict=True) if k]
                 objs = [o for o, k in zip(objs, keep, strict=True) if k]
             if objs:
-                self._release_group(tx, recipient, sender, kind, rows, objs, now, review)
+                if sender not in redactors:
+                    sender_row = tx.party_by_id(sender)
+                    redactors[sender] = Redactor([sender_row.name, *json.loads(sender_row.terms)])
+                self._release_group(tx, recipient, sender, kind, rows, objs, now, review, redactors[sender])
 
     def _still_agreed(self, tx: Tx, sender: int, recipient: int, objs: Sequence[Mapping[str, Any]]) -> list[bool]:
         """Agreements may have ended while an item was held: decide again (fail closed)."""
@@ -730,10 +734,9 @@ class Exchange:
         rows: Sequence[Any],
         objs: Sequence[dict[str, Any]],
         now: int,
-        review: bool = False,
+        review: bool,
+        redactor: Redactor,
     ) -> None:
-        sender_row = tx.party_by_id(sender)
-        redactor = Redactor([sender_row.name, *json.loads(sender_row.terms)])
         feedback = kind == "feedback"
         sanitizer = Sanitizer(
             broker_identity=self.identity["id"],

@@ -68,15 +68,21 @@ class Redactor:
         ordered = [r"\s+".join(re.escape(w) for w in t.split()) for t in sorted(words, key=len, reverse=True)]
         self._pattern = re.compile(r"(?<!\w)(?:" + "|".join([*_ALWAYS, *ordered]) + r")(?!\w)", re.IGNORECASE)
         self._terms = re.compile(r"(?<!\w)(?:" + "|".join(ordered) + r")(?!\w)", re.IGNORECASE) if ordered else None
+        self._memo: dict[str, tuple[str, int]] = {}
         self._addresses = re.compile(rf"(?<![\w.:])(?:{_IPV4}|{_IPV6})(?![\w:])", re.IGNORECASE)
 
     #: how many replacements this redactor has made (the service reads it to send objects for review)
     count = 0
 
     def __call__(self, text: str) -> str:
-        out, n = self._pattern.subn(REDACTED, unicodedata.normalize("NFKC", text))
-        self.count += n
-        return out
+        # one object's text is redacted once, however many readers it is released to
+        hit = self._memo.get(text)
+        if hit is None:
+            hit = self._pattern.subn(REDACTED, unicodedata.normalize("NFKC", text))
+            if len(self._memo) < 100_000:
+                self._memo[text] = hit
+        self.count += hit[1]
+        return hit[0]
 
     def identifies(self, text: str) -> bool:
         """Whether an identifier (an observable's value, a pattern) names the party: one of its terms, or an
