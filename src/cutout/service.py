@@ -465,7 +465,7 @@ class Exchange:
                         {
                             "party": party.id,
                             "status": status_id,
-                            "objects": [[o["id"], _version_of(o)[0]] for o in objects],
+                            "objects": [[n.stix_id, n.version] for n in new],
                             "stored": sum(1 for pk in pks if pk is not None),
                         },
                         now,
@@ -478,7 +478,7 @@ class Exchange:
             tx.hold(later)
             if due_now:
                 self._release(tx, due_now, now)
-            unversioned = tx.unversioned_added(outbox.id, (o["id"] for o in objects if not _version_of(o)[0]))
+            unversioned = tx.unversioned_added(outbox.id, (n.stix_id for n in new if not n.version))
             status = {
                 "id": status_id,
                 "status": "complete",
@@ -486,7 +486,7 @@ class Exchange:
                 "total_count": len(objects),
                 "success_count": len(objects),
                 "successes": [
-                    {"id": o["id"], "version": _version_of(o)[0] or format_us(unversioned[o["id"]])} for o in objects
+                    {"id": n.stix_id, "version": n.version or format_us(unversioned[n.stix_id])} for n in new
                 ],
                 "failure_count": 0,
                 "pending_count": 0,
@@ -694,12 +694,9 @@ class Exchange:
             tx.postpone(pks, when)
         return go
 
-    def next_due(self) -> int | None:
-        with self.store.read() as tx:
-            return tx.next_due()
-
     def _release(self, tx: Tx, items: Sequence[Mapping[str, Any]], now: int, recheck: bool = False) -> None:
         sources = tx.objects_by_pk(i["source_pk"] for i in items)
+        parsed = {pk: orjson.loads(row.body) for pk, row in sources.items()}  # once, however many readers
         groups: dict[tuple[int, int, str, bool], list[Any]] = defaultdict(list)
         for item in items:
             src = sources.get(item["source_pk"])
@@ -708,7 +705,7 @@ class Exchange:
                 groups[key].append(src)
         redactors: dict[int, Redactor] = {}  # one per sender for the whole run: its memo serves every reader
         for (recipient, sender, kind, review), rows in groups.items():
-            objs = [orjson.loads(r.body) for r in rows]
+            objs = [parsed[r.pk] for r in rows]
             if recheck and kind == "intel":
                 keep = self._still_agreed(tx, sender, recipient, objs)
                 rows = [r for r, k in zip(rows, keep, strict=True) if k]

@@ -7,7 +7,7 @@ import base64
 import orjson
 import pytest
 
-from tests.api.conftest import TAXII, Caller, World, indicator
+from tests.api.conftest import TAXII, World, indicator
 
 
 def test_discovery_api_root_and_collections(world: World) -> None:
@@ -318,23 +318,3 @@ def test_empty_page_shape(world: World) -> None:
     after = "2026-11-26T10:00:00.5Z"
     r = world.consumer.inbox(added_after=after)
     assert r.headers["X-TAXII-Date-Added-Last"] == "2026-11-26T10:00:00.500000Z"
-
-
-def _caller_names(world: World) -> list[Caller]:
-    return [world.provider, world.consumer, world.outsider]
-
-
-def test_an_old_token_of_another_own_collection_is_ignored(world: World) -> None:
-    """OpenCTI keeps re-sending an old `next` beside a new `added_after`, for any collection."""
-    world.exchange.add_agreement("Provider One", "Consumer One")
-    world.provider.send([indicator() for _ in range(3)])
-    token = world.consumer.inbox(limit=1).json()["next"]
-    outbox = world.consumer.collection_id("outbox")
-    r = world.consumer.get(
-        f"/collections/{outbox}/objects/", params={"next": token, "added_after": "2020-01-01T00:00:00Z"}
-    )
-    assert r.status_code == 200
-    assert r.json() == {"more": False, "objects": []}
-    # in its own collection, the later of token and added_after wins
-    r = world.consumer.inbox(next=token, added_after="2020-01-01T00:00:00Z")
-    assert len(r.json()["objects"]) == 2
