@@ -8,10 +8,13 @@ object has coordinates, every one lies in the agreement's area. No agreement, no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from cutout.sanitize.overrides import OPTIONAL_TYPES, OPTIONS
 
 __all__ = ["RELEASE_MODES", "Agreement", "Area", "check_release", "decide", "parse_area"]
 
@@ -34,6 +37,10 @@ class Agreement:
     pool_k: int = 0
     epoch: int = 0
     review: bool = False
+    #: sanitizing options allowed on top of the strict profile (cutout.sanitize.overrides)
+    allow: frozenset[str] = frozenset()
+    #: types released under this agreement beyond the strict profile's (those its options release)
+    extra_types: frozenset[str] = frozenset()
 
     @classmethod
     def from_row(cls, row: Any) -> Agreement:
@@ -51,7 +58,13 @@ class Agreement:
             pool_k=int(row.pool_k),
             epoch=int(row.epoch),
             review=bool(row.review),
-        )
+            allow=frozenset(json.loads(row.allow)) if row.allow else frozenset(),
+        ).with_extra_types()
+
+    def with_extra_types(self) -> Agreement:
+        """The agreement with ``extra_types`` filled in from its options."""
+        extra = frozenset(t for name in self.allow if name in OPTIONS for t in OPTIONS[name].releases)
+        return self if extra == self.extra_types else dataclasses.replace(self, extra_types=extra)
 
     @property
     def expected_delay(self) -> int:
@@ -61,7 +74,10 @@ class Agreement:
         return self.epoch if self.release == "pool" else self.delay
 
     def matches(self, obj_type: str, tlp: int, coords: Sequence[tuple[float, float]]) -> bool:
+        """Whether an object of a type the strict profile releases (or one of ``extra_types``) may flow."""
         if self.types is not None and obj_type not in self.types:
+            return False
+        if obj_type in OPTIONAL_TYPES and obj_type not in self.extra_types:
             return False
         if tlp > self.tlp_max:
             return False

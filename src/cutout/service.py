@@ -42,8 +42,9 @@ from cutout.keys import Keys
 from cutout.model.timestamps import floor_us, format_ms, format_us, now_us, parse_us
 from cutout.model.tlp import object_tlp, parse_tlp, tlp_name
 from cutout.policy import Agreement, check_release, coordinates, decide, parse_area
-from cutout.sanitize.engine import FEEDBACK_PROFILES, Sanitizer
+from cutout.sanitize.engine import FEEDBACK_PROFILES, Sanitizer, label_vocabulary
 from cutout.sanitize.ids import keyed_id
+from cutout.sanitize.overrides import OPTIONAL_TYPES, OPTIONS, check_allow, profiles_for
 from cutout.sanitize.profiles import PROFILES
 from cutout.sanitize.redact import Redactor, check_term
 from cutout.settings import Settings
@@ -58,6 +59,8 @@ __all__ = ["Collection", "Exchange", "Page", "Party"]
 
 FEEDBACK_TYPES = frozenset({"sighting", "opinion", "note"})
 RELEASED_TYPES = frozenset(t for t, p in PROFILES.items() if p.released)
+#: what any agreement may release: the strict profile's types and those its sanitizing options add
+RELEASABLE_TYPES = RELEASED_TYPES | OPTIONAL_TYPES
 MEDIA_STIX = "application/stix+json;version=2.1"
 _NAME_FORBIDDEN = set(':/\\"\n\r\t')
 
@@ -168,6 +171,8 @@ class Exchange:
         if identity is None:
             raise NotInitialised(f"no broker in {settings.data_dir}; run 'cutout init' first")
         self.identity: dict[str, Any] = json.loads(identity)
+        #: the exchange's label vocabulary: the only labels released (unless an agreement allows "labels")
+        self._labels = label_vocabulary(settings.labels)
 
     @property
     def validator(self) -> Validator:
@@ -334,22 +339,34 @@ class Exchange:
         pool_k: int = 0,
         epoch: int = 0,
         review: bool = False,
+        allow: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Let objects flow from a provider to a consumer: of these types, up to this TLP, in this area.
 
         ``release`` times it: ``none`` (at once), ``fixed`` (``delay`` seconds), ``exponential`` (a random delay
         of mean ``delay``), ``pool`` (at epochs, only once items of ``pool_k`` providers are waiting). Without
         it, a delay means ``fixed`` and no delay ``none``. With ``review``, an object whose free text had to be
-        redacted is held for the operator (``cutout review``) instead of being released redacted.
+        redacted is held for the operator (``cutout review``) instead of being released redacted. ``allow``
+        names sanitizing options (``cutout.sanitize.overrides.OPTIONS``) that let more through than the strict
+        profile; nothing else can be allowed.
         """
+        try:
+            allowed = check_allow(allow)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        optional = {t for name in allowed for t in OPTIONS[name].releases}
         if types is not None:
             types = sorted({t.strip() for t in types if t.strip()})
             unknown = [t for t in types if t not in PROFILES]
             if unknown:
                 raise BadRequest(f"unknown STIX type(s): {', '.join(unknown)}")
-            never = [t for t in types if t not in RELEASED_TYPES]
+            never = [t for t in types if t not in RELEASABLE_TYPES]
             if never:
                 raise BadRequest(f"never released by the exchange: {', '.join(never)}")
+            gated = [t for t in types if t in OPTIONAL_TYPES and t not in optional]
+            if gated:
+                hint = ", ".join(f"{t} (--allow {_releasing_option(t)})" for t in gated)
+                raise BadRequest(f"released only when the agreement allows it: {hint}")
             if not types:
                 raise BadRequest("--types lists no type")
         try:
@@ -371,7 +388,9 @@ class Exchange:
                 raise BadRequest(f"{consumer!r} is not an active consumer")
             if prow.id == crow.id:
                 raise BadRequest("a party cannot have an agreement with itself")
-            aid = tx.add_agreement(prow.id, crow.id, types, level, box, delay, now, release, pool_k, epoch, review)
+            aid = tx.add_agreement(
+                prow.id, crow.id, types, level, box, delay, now, release, pool_k, epoch, review, sorted(allowed)
+            )
             tx.append_audit([audit_row("agreement-add", {"agreement": aid}, now)])
             return self._describe_agreement(tx, tx.agreement(aid))
 
@@ -407,6 +426,7 @@ class Exchange:
             "pool_k": a.pool_k,
             "epoch": a.epoch,
             "review": a.review,
+            "allow": sorted(a.allow),
             "created": format_ms(row.created),
             "ended": None if row.ended is None else format_ms(row.ended),
         }
@@ -564,7 +584,7 @@ class Exchange:
         rows: list[dict[str, Any]] = []
         planned: dict[int, set[str]] = defaultdict(set)  # recipient -> orig ids
         feedback_planned: dict[tuple[int, int], set[str]] = defaultdict(set)
-        intel = [(pk, o) for pk, o, kind in fresh if kind == "intel" and o["type"] in RELEASED_TYPES]
+        intel = [(pk, o) for pk, o, kind in fresh if kind == "intel" and o["type"] in RELEASABLE_TYPES]
         if intel:
             agreements = [Agreement.from_row(r) for r in tx.active_agreements_from(party.id)]
             if agreements:
@@ -587,6 +607,7 @@ class Exchange:
                                 "pool_k": a.pool_k if a.release == "pool" else 0,
                                 "epoch": a.epoch if a.release == "pool" else 0,
                                 "review": a.review,
+                                "agreement_id": a.id,
                             }
                         )
                         planned[consumer_id].add(o["id"])
@@ -609,6 +630,7 @@ class Exchange:
                             "pool_k": 0,
                             "epoch": 0,
                             "review": False,
+                            "agreement_id": None,
                         }
                     )
                     feedback_planned[(provider_id, party.id)].add(o["id"])
@@ -666,6 +688,7 @@ class Exchange:
                     "source_pk": r.source_pk,
                     "kind": r.kind,
                     "review": bool(r.review),
+                    "agreement_id": r.agreement_id,
                 }
                 for r in due
             ]
@@ -695,32 +718,44 @@ class Exchange:
         return go
 
     def _release(self, tx: Tx, items: Sequence[Mapping[str, Any]], now: int, recheck: bool = False) -> None:
+        """Release items now. With ``recheck`` (held items), each intel item is decided again against the
+        agreements active now, and goes under the sanitizing options of the agreement that decides it now."""
         sources = tx.objects_by_pk(i["source_pk"] for i in items)
         parsed = {pk: orjson.loads(row.body) for pk, row in sources.items()}  # once, however many readers
-        groups: dict[tuple[int, int, str, bool], list[Any]] = defaultdict(list)
+        options: dict[int, frozenset[str]] = {}  # agreement id -> its sanitizing options
+        active: dict[tuple[int, int], list[Agreement]] = {}  # (sender, recipient) -> agreements active now
+        unmarked = self.settings.unmarked_level
+        groups: dict[tuple[int, int, str, bool, frozenset[str]], list[Any]] = defaultdict(list)
         for item in items:
             src = sources.get(item["source_pk"])
-            if src is not None:
-                key = (item["recipient_id"], item["sender_id"], item["kind"], bool(item.get("review")))
-                groups[key].append(src)
+            if src is None:
+                continue
+            recipient, sender, kind = item["recipient_id"], item["sender_id"], item["kind"]
+            allow: frozenset[str] = frozenset()
+            if kind == "intel" and recheck:
+                pair = (sender, recipient)
+                if pair not in active:
+                    rows = tx.active_agreements_from(sender)
+                    active[pair] = [Agreement.from_row(r) for r in rows if r.consumer_id == recipient]
+                o = parsed[src.pk]
+                chosen = decide(active[pair], o["type"], object_tlp(o, unmarked), coordinates(o, {}))
+                if recipient not in chosen:
+                    continue  # the agreement ended while the item was held (fail closed)
+                allow = chosen[recipient].allow
+            elif kind == "intel" and item.get("agreement_id") is not None:
+                aid = int(item["agreement_id"])
+                if aid not in options:
+                    row = tx.agreement(aid)
+                    options[aid] = Agreement.from_row(row).allow if row is not None else frozenset()
+                allow = options[aid]
+            groups[(recipient, sender, kind, bool(item.get("review")), allow)].append(src)
         redactors: dict[int, Redactor] = {}  # one per sender for the whole run: its memo serves every reader
-        for (recipient, sender, kind, review), rows in groups.items():
+        for (recipient, sender, kind, review, allow), rows in groups.items():
             objs = [parsed[r.pk] for r in rows]
-            if recheck and kind == "intel":
-                keep = self._still_agreed(tx, sender, recipient, objs)
-                rows = [r for r, k in zip(rows, keep, strict=True) if k]
-                objs = [o for o, k in zip(objs, keep, strict=True) if k]
-            if objs:
-                if sender not in redactors:
-                    sender_row = tx.party_by_id(sender)
-                    redactors[sender] = Redactor([sender_row.name, *json.loads(sender_row.terms)])
-                self._release_group(tx, recipient, sender, kind, rows, objs, now, review, redactors[sender])
-
-    def _still_agreed(self, tx: Tx, sender: int, recipient: int, objs: Sequence[Mapping[str, Any]]) -> list[bool]:
-        """Agreements may have ended while an item was held: decide again (fail closed)."""
-        agreements = [Agreement.from_row(r) for r in tx.active_agreements_from(sender) if r.consumer_id == recipient]
-        unmarked = self.settings.unmarked_level
-        return [bool(decide(agreements, o["type"], object_tlp(o, unmarked), coordinates(o, {}))) for o in objs]
+            if sender not in redactors:
+                sender_row = tx.party_by_id(sender)
+                redactors[sender] = Redactor([sender_row.name, *json.loads(sender_row.terms)])
+            self._release_group(tx, recipient, sender, kind, rows, objs, now, review, redactors[sender], allow)
 
     def _release_group(
         self,
@@ -733,15 +768,20 @@ class Exchange:
         now: int,
         review: bool,
         redactor: Redactor,
+        allow: frozenset[str] = frozenset(),
     ) -> None:
         feedback = kind == "feedback"
+        profiles = FEEDBACK_PROFILES if feedback else profiles_for(allow)
         sanitizer = Sanitizer(
             broker_identity=self.identity["id"],
             time_granularity=self.settings.time_granularity,
             validator=self.validator,
             redactor=redactor,
-            profiles=FEEDBACK_PROFILES if feedback else PROFILES,
+            profiles=profiles,
             bucket_counts=feedback,
+            labels=self._labels,
+            free_labels="labels" in allow,
+            lang="lang" in allow,
         )
         key = self.keys.id_key
 
@@ -768,7 +808,7 @@ class Exchange:
                 if c.out_id is not None:
                     return str(c.out_id)
                 obj_type = ref.partition("--")[0]
-                profile = PROFILES.get(obj_type)
+                profile = profiles.get(obj_type)
                 if profile is None or not profile.released or profile.category == "sco":
                     return None  # an SCO's id is known only once it is released
                 return keyed(obj_type, ref)
@@ -1135,6 +1175,11 @@ class _StoredCheckpoint:
 def _next_epoch(now: int, epoch_s: int) -> int:
     step = epoch_s * 1_000_000
     return (now // step + 1) * step
+
+
+def _releasing_option(obj_type: str) -> str:
+    """The sanitizing option that releases a type the strict profile does not."""
+    return next(name for name, o in OPTIONS.items() if obj_type in o.releases)
 
 
 def _cursor_aad(party: Party) -> bytes:

@@ -58,12 +58,20 @@ class Settings:
     audit_retention_days: int = 0
     #: SQLite durability: FULL makes every acknowledged submission survive power loss
     sqlite_synchronous: str = "FULL"
+    #: the exchange's label vocabulary, comma-separated: a label equal to one of them (after NFKC and case
+    #: folding) is released as written here; every other label is dropped unless an agreement allows "labels"
+    label_vocabulary: str = ""
 
     @property
     def db_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'cutout.db').resolve()}"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The label vocabulary as a tuple."""
+        return tuple(lab.strip() for lab in self.label_vocabulary.split(",") if lab.strip())
 
     @property
     def unmarked_level(self) -> int:

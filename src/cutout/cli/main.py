@@ -200,6 +200,13 @@ def agreement() -> None:
 @click.option("--pool-k", default=0, type=int, help="pool: release only once items of K distinct providers wait.")
 @click.option("--epoch", default=0, type=int, help="pool: seconds between release epochs.")
 @click.option("--review", is_flag=True, help="Hold objects whose free text had to be redacted for review.")
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    metavar="OPTION",
+    help="Let more through than the strict profile: one of `cutout agreement options` (repeatable).",
+)
 @data_option
 @db_option
 @command
@@ -214,6 +221,7 @@ def agreement_add(
     pool_k: int,
     epoch: int,
     review: bool,
+    allow: tuple[str, ...],
     data: Path | None,
     db: str | None,
     as_json: bool,
@@ -230,6 +238,7 @@ def agreement_add(
         pool_k,
         epoch,
         review,
+        [a for value in allow for a in value.split(",")],
     )
     _emit(as_json, {"agreement": info}, f"agreement {info['id']} added: {_agreement_line(info)}")
 
@@ -245,7 +254,28 @@ def _agreement_line(a: dict[str, Any]) -> str:
         "pool": f"pooled: released every {a['epoch']}s once {a['pool_k']} providers wait",
     }[a["release"]]
     review = "; redactions reviewed" if a["review"] else ""
-    return f"{a['from']} -> {a['to']}: {types}; TLP up to {a['tlp_max']}; area {area}; {timing}{review}{ended}"
+    allow = f"; also allows {', '.join(a['allow'])}" if a.get("allow") else ""
+    return f"{a['from']} -> {a['to']}: {types}; TLP up to {a['tlp_max']}; area {area}; {timing}{review}{allow}{ended}"
+
+
+@agreement.command("options")
+@command
+def agreement_options(as_json: bool) -> None:
+    """List the sanitizing options an agreement may allow (--allow), each with what it risks."""
+    from cutout.sanitize.overrides import OPTIONS
+
+    rows = [
+        {
+            "name": o.name,
+            "releases_types": sorted(o.releases),
+            "adds": {t: sorted(p) for t, p in o.adds.items()},
+            "needs_one_of": sorted(o.needs_one_of),
+            "risk": o.risk,
+        }
+        for o in OPTIONS.values()
+    ]
+    human = "\n".join(f"{r['name']}\n    {r['risk']}" for r in rows)
+    _emit(as_json, {"options": rows}, human)
 
 
 @agreement.command("list")

@@ -8,7 +8,8 @@ a copy that would be invalid is not released at all (fail closed).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cutout.model.timestamps import ceil_us, floor_us, format_ms, parse_us
@@ -74,7 +75,15 @@ FEEDBACK_PROFILES: Mapping[str, TypeProfile] = {
 
 #: identifiers that, if they name the sender, make the whole object the sender's own asset: withheld (for an
 #: SCO, these properties; for an indicator, its pattern)
-_SCO_IDENTIFIERS = ("value", "name", "path", "key", "subject", "issuer", "user_id", "account_login")
+_SCO_IDENTIFIERS = ("value", "name", "path", "key", "subject", "issuer", "user_id", "account_login", "url")
+
+#: a language tag's primary subtag (RFC 5646): all that ``lang`` keeps when an agreement allows it
+_PRIMARY_LANGUAGE = re.compile(r"([A-Za-z]{2,3})(?:-[A-Za-z0-9]{1,8})*")
+
+#: per type, the properties a language-content translation may carry: the type's free-text properties only
+_TRANSLATABLE: Mapping[str, frozenset[str]] = {
+    t: frozenset(n for n, tr in p.properties.items() if tr in (T.TEXT, T.TEXT_LIST)) for t, p in PROFILES.items()
+}
 
 _COUNT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
@@ -82,6 +91,24 @@ _COUNT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 def quantise_confidence(value: int) -> int:
     """Map 0-100 to the Admiralty credibility values of STIX Appendix A (10, 30, 50, 70, 90)."""
     return 90 if value >= 80 else 70 if value >= 60 else 50 if value >= 40 else 30 if value >= 20 else 10
+
+
+def fold_label(label: str) -> str:
+    """How labels are compared with the exchange's vocabulary: NFKC, case folded, inner spaces collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", label).casefold().split())
+
+
+def label_vocabulary(labels: Iterable[str]) -> dict[str, str]:
+    """The exchange's label vocabulary as folded form → the label released."""
+    return {fold_label(lab): lab.strip() for lab in labels if lab.strip()}
+
+
+def normalise_lang(value: Any) -> str | None:
+    """A language tag reduced to its lower-case primary subtag, or None when it is not a language tag."""
+    if not isinstance(value, str):
+        return None
+    m = _PRIMARY_LANGUAGE.fullmatch(value.strip())
+    return m.group(1).lower() if m else None
 
 
 def bucket_count(value: int) -> int:
@@ -105,13 +132,22 @@ class Sanitizer:
         redactor: Redactor,
         profiles: Mapping[str, TypeProfile] = PROFILES,
         bucket_counts: bool = False,
+        labels: Mapping[str, str] | None = None,
+        free_labels: bool = False,
+        lang: bool = False,
     ) -> None:
+        """``profiles``: the strict ones, or those of ``cutout.sanitize.overrides.profiles_for``; ``labels``: the
+        exchange's vocabulary (``label_vocabulary``), the only labels released unless ``free_labels`` (then
+        every label goes, redacted); ``lang``: release ``lang`` reduced to its primary subtag."""
         self.broker_identity = broker_identity
         self.granularity = time_granularity
         self.validator = validator
         self.redact = redactor
         self.profiles = profiles
         self.bucket_counts = bucket_counts
+        self.labels = labels or {}
+        self.free_labels = free_labels
+        self.lang = lang
 
     def sanitize(
         self,
@@ -147,6 +183,12 @@ class Sanitizer:
                 value = restrict(stix_type, name, value)
             if value is not None:
                 body[name] = value
+        if isinstance(body.get("contents"), dict):  # language-content: translations of the target's free text only
+            allowed = _TRANSLATABLE.get(str(obj.get("object_ref", "")).partition("--")[0], frozenset())
+            narrowed = {lang: {k: v for k, v in f.items() if k in allowed} for lang, f in body["contents"].items()}
+            body["contents"] = {lang: f for lang, f in narrowed.items() if f}
+            if not body["contents"]:
+                del body["contents"]
         if self.bucket_counts and isinstance(body.get("count"), int):
             body["count"] = bucket_count(body["count"])
         lost = [r for r in profile.required if r not in body]
@@ -171,6 +213,12 @@ class Sanitizer:
             refs = _public_references(obj.get("external_references"))
             if refs:
                 out["external_references"] = refs
+            labels = self._labels(obj.get("labels"))
+            if labels:
+                out["labels"] = labels
+            lang = normalise_lang(obj.get("lang")) if self.lang else None
+            if lang is not None:
+                out["lang"] = lang
         out.update(body)
         out["object_marking_refs"] = [TLP2_IDS[tlp]]
         problems = self.validator.check(out)
@@ -209,7 +257,45 @@ class Sanitizer:
                 and p.get("phase_name") in KILL_CHAIN_PHASES.get(str(p.get("kill_chain_name")), ())
             ]
             return kept or None
+        if treatment is T.CONTENTS:
+            return self._contents(value)
         raise AssertionError(treatment)
+
+    def _labels(self, value: Any) -> list[str]:
+        if not isinstance(value, list):
+            return []
+        out: set[str] = set()
+        for label in value:
+            if not isinstance(label, str):
+                continue
+            mapped = self.labels.get(fold_label(label))
+            if mapped is None and self.free_labels:
+                mapped = self.redact(label).strip() or None
+            if mapped is not None:
+                out.add(mapped)
+        return sorted(out)
+
+    def _contents(self, value: Any) -> dict[str, Any] | None:
+        """Translations keyed by normalised language, only of free text (of the target's type: ``sanitize``
+        narrows it once the target is known), redacted."""
+        if not isinstance(value, dict):
+            return None
+        out: dict[str, dict[str, Any]] = {}
+        for tag in sorted(value, key=str):
+            lang, fields = normalise_lang(tag), value[tag]
+            if lang is None or lang in out or not isinstance(fields, dict):
+                continue
+            kept: dict[str, Any] = {}
+            for name, text in fields.items():
+                if not any(name in props for props in _TRANSLATABLE.values()):
+                    continue
+                if isinstance(text, str):
+                    kept[name] = self.redact(text)
+                elif isinstance(text, list) and text and all(isinstance(t, str) for t in text):
+                    kept[name] = [self.redact(t) for t in text]
+            if kept:
+                out[lang] = kept
+        return out or None
 
 
 def _public_references(value: Any) -> list[dict[str, str]]:

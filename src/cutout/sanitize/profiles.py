@@ -30,6 +30,7 @@ class T(enum.Enum):
     REF = "ref"  # one reference: rewritten to the reader's id, or dropped if the target is not released
     REFS = "refs"  # a list of references: each rewritten or dropped; an empty list is dropped
     KILL_CHAIN = "kill-chain"  # kill_chain_phases: only public kill chains are kept
+    CONTENTS = "contents"  # language-content contents: language → translated free text of the target, redacted
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ agreements = Table(
     Column("review", Boolean, nullable=False, default=False),
     Column("created", BigInteger, nullable=False),
     Column("ended", BigInteger),
+    # JSON list of sanitizing options (cutout.sanitize.overrides) allowed on top of the strict profile, or NULL
+    Column("allow", Text),
 )
 
 objects = Table(
@@ -118,6 +120,7 @@ releases = Table(
     Column("pool_k", Integer, nullable=False, default=0),  # > 0: pooled, released only with k providers
     Column("epoch", Integer, nullable=False, default=0),
     Column("review", Boolean, nullable=False, default=False),
+    Column("agreement_id", Integer),  # intel: the agreement that decided it (its sanitizing options apply)
 )
 Index("ix_releases_due", releases.c.due)
 

@@ -212,6 +212,7 @@ class Tx:
         pool_k: int = 0,
         epoch: int = 0,
         review: bool = False,
+        allow: Sequence[str] = (),
     ) -> int:
         res = self.conn.execute(
             insert(s.agreements).values(
@@ -226,6 +227,7 @@ class Tx:
                 epoch=epoch,
                 review=review,
                 created=now,
+                allow=json.dumps(sorted(allow)) if allow else None,
             )
         )
         pk = res.inserted_primary_key
