@@ -58,6 +58,20 @@ def test_init_party_agreement_round(run) -> None:  # type: ignore[no-untyped-def
     assert code == 1 and "unknown STIX type" in out
     code, out = run("agreement", "add", "--from", "Bank A", "--to", "CERT", "--area", "1,2,3")
     assert code == 1 and "four numbers" in out
+    code, out = run("agreement", "add", "--from", "Bank A", "--to", "CERT", "--allow", "x_acme_field")
+    assert code == 1 and "unknown sanitizing option(s): x_acme_field" in out
+    code, out = run(
+        "agreement", "add", "--from", "Bank A", "--to", "CERT", "--allow", "artifact,lang", "--allow", "labels", "--json"
+    )  # fmt: skip
+    assert code == 0 and json.loads(out)["agreement"]["allow"] == ["artifact", "labels", "lang"]
+    code, out = run("agreement", "list")
+    assert "also allows artifact, labels, lang" in out
+    code, out = run("agreement", "end", str(json.loads(run("agreement", "list", "--json")[1])["agreements"][-1]["id"]))
+    assert code == 0
+    code, out = run("agreement", "options", "--json")
+    options = {o["name"]: o for o in json.loads(out)["options"]}
+    assert options["artifact"]["releases_types"] == ["artifact"] and options["artifact"]["risk"]
+    assert "identity" not in options
 
     code, out = run("agreement", "list")
     assert code == 0 and "Bank A -> CERT" in out
