@@ -38,11 +38,27 @@ from cutout.errors import (
     NotInitialised,
     Problem,
 )
+from cutout.extensions import (
+    GRADE_EXT,
+    GRADES,
+    OUTCOME_EXT,
+    REQUEST_EXT,
+    REQUEST_TYPE,
+    TrackRecord,
+    boxes_meet,
+    check_outcome,
+    check_request,
+    credibility,
+    opinion_for,
+    outcome_of,
+    request_area,
+    request_types,
+)
 from cutout.keys import Keys
 from cutout.model.timestamps import floor_us, format_ms, format_us, now_us, parse_us
-from cutout.model.tlp import object_tlp, parse_tlp, tlp_name
+from cutout.model.tlp import TLP2_IDS, object_tlp, parse_tlp, tlp_name
 from cutout.policy import Agreement, check_release, coordinates, decide, parse_area
-from cutout.sanitize.engine import FEEDBACK_PROFILES, Sanitizer, label_vocabulary
+from cutout.sanitize.engine import FEEDBACK_PROFILES, REQUEST_PROFILES, Sanitizer, label_vocabulary
 from cutout.sanitize.ids import keyed_id
 from cutout.sanitize.overrides import OPTIONAL_TYPES, OPTIONS, check_allow, profiles_for
 from cutout.sanitize.profiles import PROFILES
@@ -524,11 +540,25 @@ class Exchange:
         known = {r.out_id for r in tx.copies_by_out(party.id, {r for refs in refs_of.values() for r in refs})}
         kinds: list[str] = []
         problems: list[Problem] = []
+        now = self.clock()
         for i, obj in enumerate(objects):
+            if obj["type"] == REQUEST_TYPE:
+                kinds.append("rfi")
+                if not party.consumer:
+                    problems.append(Problem(i, obj["id"], "only a consumer sends requests for information"))
+                    continue
+                wrong = check_request(obj, RELEASED_TYPES)
+                if not wrong and parse_us(obj["expires"]) <= now:
+                    wrong = ["expires is in the past: the request would never be routed"]
+                problems.extend(Problem(i, obj["id"], w) for w in wrong)
+                continue
             refs = refs_of.get(i)
             hits = [r for r in refs if r in known] if refs else []
             if refs and hits and len(hits) == len(refs):
                 kinds.append("feedback")
+                wrong_outcome = check_outcome(obj)
+                if wrong_outcome:
+                    problems.append(Problem(i, obj["id"], wrong_outcome))
                 continue
             if hits:
                 missing = ", ".join(r for r in refs or () if r not in known)
@@ -546,7 +576,7 @@ class Exchange:
                         i,
                         obj["id"],
                         f"a consumer may send only feedback (sighting, opinion or note about objects in its "
-                        f"inbox), not a {obj['type']}",
+                        f"inbox) and requests for information ({REQUEST_TYPE}), not a {obj['type']}",
                     )
                 )
             kinds.append("refused")
@@ -611,34 +641,161 @@ class Exchange:
                             }
                         )
                         planned[consumer_id].add(o["id"])
+        if intel:
+            rows.extend(self._answers(tx, party, intel, planned, now))
         feedback = [(pk, o) for pk, o, kind in fresh if kind == "feedback"]
         if feedback:
             copies = tx.copies_by_out(party.id, {r for _, o in feedback for r in _feedback_refs(o)})
             senders_of: dict[str, set[int]] = defaultdict(set)
+            origin_of: dict[str, tuple[int, str]] = {}
             for c in copies:
                 senders_of[c.out_id].add(c.sender_id)
+                origin_of[c.out_id] = (c.sender_id, c.orig_id)
+            outcomes: dict[tuple[int, str], str] = {}
             for pk, o in feedback:
+                outcome = outcome_of(o)
+                for r in _feedback_refs(o):
+                    if outcome is not None and r in origin_of and not origin_of[r][1].startswith(REQUEST_TYPE):
+                        outcomes[origin_of[r]] = outcome  # the last one in the envelope wins
                 providers = set().union(*(senders_of[r] for r in _feedback_refs(o)))
                 for provider_id in sorted(providers):
-                    rows.append(
-                        {
-                            "due": now + self.settings.feedback_delay * 1_000_000,
-                            "recipient_id": provider_id,
-                            "sender_id": party.id,
-                            "source_pk": pk,
-                            "kind": "feedback",
-                            "pool_k": 0,
-                            "epoch": 0,
-                            "review": False,
-                            "agreement_id": None,
-                        }
-                    )
+                    rows.append(self._backward(provider_id, party.id, pk, "feedback", now))
                     feedback_planned[(provider_id, party.id)].add(o["id"])
+            tx.record_outcomes(
+                [
+                    {"provider_id": p, "consumer_id": party.id, "orig_id": orig, "outcome": outcome, "at": now}
+                    for (p, orig), outcome in sorted(outcomes.items())
+                ]
+            )
+        for pk, o in ((pk, o) for pk, o, kind in fresh if kind == "rfi"):
+            covering = self._covering(tx, party, o)
+            for provider_id in covering:
+                rows.append(self._backward(provider_id, party.id, pk, "rfi", now))
+                feedback_planned[(provider_id, party.id)].add(o["id"])
+            if not covering:
+                self._no_route(tx, party, o, now)
         for recipient, ids in planned.items():
             tx.plan_copies(recipient, party.id, ids)
         for (recipient, sender), ids in feedback_planned.items():
             tx.plan_copies(recipient, sender, ids)
         return rows
+
+    def _backward(self, recipient: int, sender: int, source_pk: int, kind: str, now: int) -> dict[str, Any]:
+        """A release row for what flows back (feedback) or across to providers (requests): in a batch."""
+        return {
+            "due": self._batch_due(now),
+            "recipient_id": recipient,
+            "sender_id": sender,
+            "source_pk": source_pk,
+            "kind": kind,
+            "pool_k": 0,
+            "epoch": 0,
+            "review": False,
+            "agreement_id": None,
+        }
+
+    def _batch_due(self, now: int) -> int:
+        """The next feedback epoch after ``feedback_delay``: everything sent back in one epoch goes together."""
+        return _next_epoch(now + self.settings.feedback_delay * 1_000_000, self.settings.feedback_epoch)
+
+    @staticmethod
+    def _covering(tx: Tx, party: Party, request: Mapping[str, Any]) -> list[int]:
+        """The providers whose active agreements with the requester cover a request (types and area)."""
+        wanted, area = request_types(request), request_area(request)
+        found: set[int] = set()
+        for row in tx.active_agreements_to(party.id):
+            a = Agreement.from_row(row)
+            if wanted is not None:
+                scope = a.types if a.types is not None else RELEASED_TYPES | a.extra_types
+                if not wanted & scope:
+                    continue
+            if area is not None and a.area is not None and not boxes_meet(area, a.area):
+                continue
+            found.add(a.provider_id)
+        return sorted(found)
+
+    def _no_route(self, tx: Tx, party: Party, request: Mapping[str, Any], now: int) -> None:
+        """Tell the requester, in its inbox, that its request reached no one: nothing about who exists."""
+        stamp = format_ms(floor_us(now, self.settings.release_granularity))
+        note = {
+            "type": "note",
+            "spec_version": "2.1",
+            "id": keyed_id(self.keys.id_key, "note", "no-route", str(party.id), "", f"{request['id']}|{stamp}"),
+            "created_by_ref": self.identity["id"],
+            "created": stamp,
+            "modified": stamp,
+            "abstract": "no route",
+            "content": "No agreement of yours covers this request for information, so the exchange has not "
+            "routed it. It will not be answered; ask the operator about your agreements.",
+            "object_refs": [request["id"]],
+            "object_marking_refs": [TLP2_IDS[object_tlp(request, self.settings.unmarked_level)]],
+        }
+        tx.add_objects(tx.collection(party.id, "inbox"), [_stored(note)], now)
+        event = {"to": party.id, "objects": [[note["id"], note["modified"]]], "no_route": request["id"]}
+        tx.append_audit([audit_row("deliver", event, now, refs=[(party.id, note["id"])])])
+
+    def _answers(
+        self,
+        tx: Tx,
+        party: Party,
+        intel: Sequence[tuple[int, Any]],
+        planned: Mapping[int, set[str]],
+        now: int,
+    ) -> list[dict[str, Any]]:
+        """Objects that answer a request for information (they reference the provider's copy of it) go to the
+        requester, with the objects of the same envelope that they reference, under the agreement between the
+        two (its TLP ceiling and timing; not its type or area scope: the requester asked)."""
+        refs = {r for _, o in intel for r in _all_refs(o)}
+        requests = {
+            c.out_id: c for c in tx.copies_by_out(party.id, refs) if str(c.orig_id).startswith(REQUEST_TYPE + "--")
+        }
+        if not requests:
+            return []
+        by_id = {o["id"]: (pk, o) for pk, o in intel}
+        unmarked = self.settings.unmarked_level
+        rows: list[dict[str, Any]] = []
+        agreements = [Agreement.from_row(r) for r in tx.active_agreements_from(party.id)]
+        sent: set[tuple[int, int]] = set()
+        for pk, o in intel:
+            for ref in _all_refs(o):
+                c = requests.get(ref)
+                if c is None or not self._request_open(tx, c.sender_id, c.orig_id, now):
+                    continue
+                answer = [(pk, o)] + [by_id[r] for r in _all_refs(o) if r in by_id and r != o["id"]]
+                for apk, ao in answer:
+                    chosen = _answering(agreements, c.sender_id, object_tlp(ao, unmarked))
+                    if chosen is None or ao["id"] in planned.get(c.sender_id, ()) or (c.sender_id, apk) in sent:
+                        continue
+                    sent.add((c.sender_id, apk))
+                    rows.append(
+                        {
+                            "due": self._due(chosen, now),
+                            "recipient_id": c.sender_id,
+                            "sender_id": party.id,
+                            "source_pk": apk,
+                            "kind": "answer",
+                            "pool_k": chosen.pool_k if chosen.release == "pool" else 0,
+                            "epoch": chosen.epoch if chosen.release == "pool" else 0,
+                            "review": chosen.review,
+                            "agreement_id": chosen.id,
+                        }
+                    )
+        by_recipient: dict[int, set[str]] = defaultdict(set)
+        for r in rows:
+            by_recipient[r["recipient_id"]].add(next(o["id"] for pk, o in intel if pk == r["source_pk"]))
+        for recipient, ids in by_recipient.items():
+            tx.plan_copies(recipient, party.id, ids)
+        return rows
+
+    @staticmethod
+    def _request_open(tx: Tx, requester: int, request_id: str, now: int) -> bool:
+        """Whether a requester's request is still open (not expired, not revoked)."""
+        outbox = tx.collection(requester, "outbox")
+        row = tx.latest_objects(outbox.id, [request_id]).get(request_id)
+        if row is None:
+            return False
+        req = orjson.loads(row.body)
+        return req.get("revoked") is not True and parse_us(req["expires"]) > now
 
     def _due(self, a: Agreement, now: int) -> int:
         """When an item released under ``a`` falls due."""
@@ -732,17 +889,23 @@ class Exchange:
                 continue
             recipient, sender, kind = item["recipient_id"], item["sender_id"], item["kind"]
             allow: frozenset[str] = frozenset()
-            if kind == "intel" and recheck:
+            if kind in ("intel", "answer") and recheck:
                 pair = (sender, recipient)
                 if pair not in active:
                     rows = tx.active_agreements_from(sender)
                     active[pair] = [Agreement.from_row(r) for r in rows if r.consumer_id == recipient]
                 o = parsed[src.pk]
-                chosen = decide(active[pair], o["type"], object_tlp(o, unmarked), coordinates(o, {}))
-                if recipient not in chosen:
-                    continue  # the agreement ended while the item was held (fail closed)
-                allow = chosen[recipient].allow
-            elif kind == "intel" and item.get("agreement_id") is not None:
+                if kind == "answer":
+                    answering = _answering(active[pair], recipient, object_tlp(o, unmarked))
+                    if answering is None:
+                        continue  # the agreement ended while the item was held (fail closed)
+                    allow = answering.allow
+                else:
+                    chosen = decide(active[pair], o["type"], object_tlp(o, unmarked), coordinates(o, {}))
+                    if recipient not in chosen:
+                        continue  # the agreement ended while the item was held (fail closed)
+                    allow = chosen[recipient].allow
+            elif kind in ("intel", "answer") and item.get("agreement_id") is not None:
                 aid = int(item["agreement_id"])
                 if aid not in options:
                     row = tx.agreement(aid)
@@ -750,12 +913,15 @@ class Exchange:
                 allow = options[aid]
             groups[(recipient, sender, kind, bool(item.get("review")), allow)].append(src)
         redactors: dict[int, Redactor] = {}  # one per sender for the whole run: its memo serves every reader
+        grades = self._visible_grades(tx) if groups else {}
         for (recipient, sender, kind, review, allow), rows in groups.items():
             objs = [parsed[r.pk] for r in rows]
             if sender not in redactors:
                 sender_row = tx.party_by_id(sender)
                 redactors[sender] = Redactor([sender_row.name, *json.loads(sender_row.terms)])
-            self._release_group(tx, recipient, sender, kind, rows, objs, now, review, redactors[sender], allow)
+            self._release_group(
+                tx, recipient, sender, kind, rows, objs, now, review, redactors[sender], allow, grades.get(sender)
+            )
 
     def _release_group(
         self,
@@ -769,9 +935,35 @@ class Exchange:
         review: bool,
         redactor: Redactor,
         allow: frozenset[str] = frozenset(),
+        grade: str | None = None,
     ) -> None:
+        """Release one group: one reader, one sender, one kind (intel, answer, feedback, rfi), one set of
+        options. ``grade``: the sender's source reliability, if consumers may see it."""
         feedback = kind == "feedback"
-        profiles = FEEDBACK_PROFILES if feedback else profiles_for(allow)
+        if feedback:
+            profiles = FEEDBACK_PROFILES
+        elif kind == "rfi":
+            profiles = REQUEST_PROFILES
+        else:
+            profiles = profiles_for(allow)
+
+        def extend(src: Mapping[str, Any], out: dict[str, Any]) -> None:
+            """The exchange's own extensions: grades on intel, outcomes on feedback, the request's type."""
+            if kind == "rfi":
+                out["extensions"] = {REQUEST_EXT: {"extension_type": "new-sdo"}}
+            elif feedback:
+                outcome = outcome_of(src)
+                if outcome is not None and out["type"] in ("opinion", "sighting"):
+                    out["extensions"] = {OUTCOME_EXT: {"extension_type": "property-extension", "outcome": outcome}}
+                    if out["type"] == "opinion":
+                        out["opinion"] = opinion_for(outcome)
+            elif "created_by_ref" in out:  # SDOs and SROs
+                ext: dict[str, Any] = {"extension_type": "property-extension"}
+                if grade is not None:
+                    ext["source_reliability"] = grade
+                ext["information_credibility"] = credibility(out.get("confidence"))
+                out["extensions"] = {GRADE_EXT: ext}
+
         sanitizer = Sanitizer(
             broker_identity=self.identity["id"],
             time_granularity=self.settings.time_granularity,
@@ -782,11 +974,13 @@ class Exchange:
             labels=self._labels,
             free_labels="labels" in allow,
             lang="lang" in allow,
+            extend=extend,
         )
         key = self.keys.id_key
+        id_kind = "intel" if kind == "answer" else kind  # an answer keeps the id the object has as intel
 
         def keyed(obj_type: str, orig: str) -> str:
-            return keyed_id(key, obj_type, kind, str(recipient), str(sender), orig)
+            return keyed_id(key, obj_type, id_kind, str(recipient), str(sender), orig)
 
         # what each reference may become for this recipient
         refs = {r for o in objs for r in _all_refs(o)}
@@ -798,10 +992,18 @@ class Exchange:
                 return mapping.get(ref)
         else:
             known = tx.copies(recipient, sender, refs | {o["id"] for o in objs})
+            # the sender's copies of the reader's own requests: an answer names the reader's original
+            asked = {
+                c.out_id: c.orig_id
+                for c in tx.copies_by_out(sender, refs)
+                if c.sender_id == recipient and str(c.orig_id).startswith(REQUEST_TYPE + "--")
+            }
 
             def resolve(ref: str) -> str | None:
                 if ref in batch:
                     return batch[ref]
+                if ref in asked:
+                    return str(asked[ref])
                 c = known.get(ref)
                 if c is None:
                     return None
@@ -840,6 +1042,9 @@ class Exchange:
             if prev is not None and prev.modified_out is not None and modified <= prev.modified_out:
                 modified = prev.modified_out + 1000
             created = min(created, modified)
+            if kind == "rfi" and parse_us(str(obj.get("expires"))) <= now:
+                withheld.append([obj["id"], "the request expired before it was routed"])
+                continue
             redactor.count = 0
             out, reason = sanitizer.sanitize(
                 obj,
@@ -899,6 +1104,60 @@ class Exchange:
             delivered = {"to": recipient, "objects": [[r[2], r[3]] for r in released]}
             audit.append(audit_row("deliver", delivered, now, refs=[(recipient, r[2]) for r in released]))
         tx.append_audit(audit)
+
+    # -- grades ---------------------------------------------------------------------------------------------
+    def _visible_grades(self, tx: Tx) -> dict[int, str]:
+        """The source reliability consumers may see, per provider, under the exchange's grade policy."""
+        policy = self.settings.grade_visibility
+        if policy == "never":
+            return {}
+        providers = [p for p in tx.parties() if p.provider and p.revoked is None]
+        held: dict[str, int] = defaultdict(int)
+        for p in providers:
+            held[p.grade] += 1
+        crowd = 1 if policy == "always" else self.settings.grade_crowd
+        return {int(p.id): str(p.grade) for p in providers if held[p.grade] >= crowd}
+
+    def grades(self) -> list[dict[str, Any]]:
+        """Every provider's grade, its track record from outcomes, and the grade the record proposes."""
+        with self.store.read() as tx:
+            counts = tx.outcome_counts()
+            out = []
+            for p in tx.parties():
+                if not p.provider:
+                    continue
+                record = TrackRecord(counts.get(int(p.id), {}))
+                low, high = record.interval()
+                out.append(
+                    {
+                        "party": p.name,
+                        "grade": p.grade,
+                        "proposed": record.proposed,
+                        "outcomes": dict(sorted(record.counts.items())),
+                        "hits": record.hits,
+                        "misses": record.misses,
+                        "hit_rate": round(record.estimate, 3),
+                        "interval_80": [round(low, 3), round(high, 3)],
+                        "revoked": p.revoked is not None,
+                    }
+                )
+            return out
+
+    def set_grade(self, name: str, grade: str | None = None) -> dict[str, Any]:
+        """Give a provider a source reliability grade (A–F); without ``grade``, adopt the proposed one."""
+        if grade is not None and grade.upper() not in GRADES:
+            raise BadRequest(f"a grade is one of {', '.join(GRADES)}, not {grade!r}")
+        now = self.clock()
+        with self.store.write() as tx:
+            row = self._party_row(tx, name)
+            if not row.provider:
+                raise BadRequest(f"{name!r} is not a provider: only providers are graded")
+            if grade is None:
+                grade = TrackRecord(tx.outcome_counts().get(int(row.id), {})).proposed
+            grade = grade.upper()
+            tx.update_party(row.id, grade=grade)
+            tx.append_audit([audit_row("grade", {"party": row.id, "from": row.grade, "to": grade}, now)])
+        return next(g for g in self.grades() if g["party"] == name)
 
     # -- review ---------------------------------------------------------------------------------------------
     def list_reviews(self) -> list[dict[str, Any]]:
@@ -1175,6 +1434,13 @@ class _StoredCheckpoint:
 def _next_epoch(now: int, epoch_s: int) -> int:
     step = epoch_s * 1_000_000
     return (now // step + 1) * step
+
+
+def _answering(agreements: Iterable[Agreement], requester: int, tlp: int) -> Agreement | None:
+    """The agreement an answer to ``requester`` goes under: active, towards it, up to its TLP ceiling; the one
+    that releases soonest."""
+    fits = [a for a in agreements if a.consumer_id == requester and tlp <= a.tlp_max]
+    return min(fits, key=lambda a: (a.expected_delay, a.id), default=None)
 
 
 def _releasing_option(obj_type: str) -> str:

@@ -50,6 +50,13 @@ class Settings:
     time_granularity: int = 60
     #: feedback towards providers waits at least this many seconds before release
     feedback_delay: int = 0
+    #: feedback and requests for information are released in batches, at multiples of this many seconds
+    #: (never one by one as they come: an automatic per-item receipt links the parties by its timing)
+    feedback_epoch: int = 3600
+    #: whether consumers see the providers' source reliability: always, never, or shared (only while at least
+    #: grade_crowd active providers hold the same grade)
+    grade_visibility: str = "shared"
+    grade_crowd: int = 3
     #: how often (seconds) a node looks for held items whose release time has come
     scheduler_interval: float = 1.0
     #: a running node signs a checkpoint of the audit log this often (seconds) when it has grown; 0: only on demand
@@ -103,6 +110,12 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
+        if self.feedback_epoch <= 0:
+            problems.append("feedback_epoch must be positive: feedback is always released in batches")
+        if self.grade_visibility not in {"always", "never", "shared"}:
+            problems.append("grade_visibility must be always, never or shared")
+        if self.grade_crowd < 1:
+            problems.append("grade_crowd must be at least 1")
         if self.scheduler_interval <= 0:
             problems.append("scheduler_interval must be positive")
         if self.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:

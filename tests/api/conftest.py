@@ -13,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from cutout.api import create_app
+from cutout.model.timestamps import now_us
 from cutout.service import Exchange
 from cutout.settings import Settings
 
@@ -75,6 +76,11 @@ def world(exchange: Exchange, settings: Settings) -> Iterator[World]:
             Caller(client, "Consumer One", ct),
             Caller(client, "Outsider", ot),
         )
+
+
+def flush_batches(exchange: Exchange) -> int:
+    """Release the batch of feedback and requests that the next feedback epoch would release."""
+    return exchange.release_due(now_us() + (exchange.settings.feedback_epoch + 1) * 1_000_000)
 
 
 def ts(n: int = 0) -> str:

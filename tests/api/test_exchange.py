@@ -11,7 +11,7 @@ from cutout.errors import NotFound
 from cutout.model.timestamps import now_us
 from cutout.model.tlp import TLP2_IDS
 from cutout.store.sql import PageQuery
-from tests.api.conftest import World, indicator, location
+from tests.api.conftest import World, flush_batches, indicator, location
 
 TLP1_RED = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed"
 TLP1_GREEN = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"
@@ -205,6 +205,8 @@ def test_feedback_goes_back_to_the_provider_only(world: World) -> None:
     }
     r = world.consumer.send([op, sighting])
     assert r.status_code == 202, r.text
+    assert inbox_objects(world, "provider") == []  # never at once: feedback goes in batches
+    assert flush_batches(world.exchange) == 2
     back = inbox_objects(world, "provider")
     assert sorted(o["type"] for o in back) == ["opinion", "sighting"]
     got_op = next(o for o in back if o["type"] == "opinion")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
@@ -171,6 +172,26 @@ def read_all(broker: Broker, party: Party, title: str = "inbox", **params: Any) 
             if not doc["more"]:
                 return out
             query["next"] = doc["next"]
+
+
+def read_until(
+    broker: Broker,
+    party: Party,
+    count: int,
+    title: str = "inbox",
+    timeout: float = 20.0,
+    until: Callable[[list[dict[str, Any]]], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Poll a collection until it holds at least ``count`` objects (and ``until`` holds of them): held releases
+    and batches fall due on the server's scheduler. Fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = read_all(broker, party, title)
+        done = len(got) >= count and (until is None or until(got))
+        if done or time.monotonic() > deadline:
+            assert done, f"{party.name}'s {title} holds {len(got)} objects, not the {count} awaited: {got}"
+            return got
+        time.sleep(0.1)
 
 
 def manifest(broker: Broker, party: Party, title: str = "inbox", **params: Any) -> list[dict[str, Any]]:

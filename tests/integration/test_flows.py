@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from cutout.extensions import OUTCOME_EXT
 from cutout.model.timestamps import parse_us
 
 from .support import (
@@ -19,11 +20,15 @@ from .support import (
     location,
     manifest,
     read_all,
+    read_until,
     send,
     ts,
 )
 
 pytestmark = pytest.mark.integration
+
+#: feedback goes back in batches: one-second epochs, so the test need not wait an hour
+BROKER_SETTINGS = {"feedback_epoch": 1, "scheduler_interval": 0.2}
 
 
 def test_a_newer_version_updates_the_same_copy(broker: Broker) -> None:
@@ -122,7 +127,7 @@ def test_feedback_reaches_the_provider_about_its_own_ids(broker: Broker) -> None
     # the consumer's own outbox holds what it sent
     assert read_all(broker, consumer, "outbox") == [opinion, sighting]
 
-    back = read_all(broker, provider)
+    back = read_until(broker, provider, 2)
     assert sorted(o["type"] for o in back) == ["opinion", "sighting"]
     got_opinion = next(o for o in back if o["type"] == "opinion")
     got_sighting = next(o for o in back if o["type"] == "sighting")
@@ -134,7 +139,10 @@ def test_feedback_reaches_the_provider_about_its_own_ids(broker: Broker) -> None
         assert o["id"] not in (opinion["id"], sighting["id"])
         assert not {"where_sighted_refs", "observed_data_refs", "authors", "labels", "lang"} & o.keys()
         assert not [k for k in o if k.startswith("x_")]
-        assert "extensions" not in o and "granular_markings" not in o
+        assert "granular_markings" not in o
+        # the only extension is the exchange's outcome: the opinion strongly agrees, the sighting is a hit
+        outcome = {"extension_type": "property-extension", "outcome": "confirmed-hit"}
+        assert o["extensions"] == {OUTCOME_EXT: outcome}
         assert o.get("external_references") is None
         assert set(o["object_marking_refs"]) <= set(TLP.values())
         assert o.get("confidence", 10) in (10, 30, 50, 70, 90)
@@ -166,7 +174,7 @@ def test_feedback_from_two_consumers_reaches_the_one_provider(broker: Broker) ->
     assert a["id"] != b["id"]  # each consumer has its own id for the same object
     send(broker, first, [_opinion([a["id"]], opinion="agree")])
     send(broker, second, [_opinion([b["id"]], opinion="disagree")])
-    back = read_all(broker, provider)
+    back = read_until(broker, provider, 2)
     assert sorted(o["opinion"] for o in back) == ["agree", "disagree"]
     assert all(o["object_refs"] == [obj["id"]] for o in back)
     # and one consumer's feedback never reaches the other
@@ -182,10 +190,10 @@ def test_feedback_updates_and_duplicates(broker: Broker) -> None:
     first = _opinion([copy["id"]], opinion="agree", explanation="Likely.")
     send(broker, consumer, [first])
     send(broker, consumer, [first])  # the same version again: nothing new
-    (v1,) = read_all(broker, provider)
+    (v1,) = read_until(broker, provider, 1)
     revised = {**first, "modified": ts(0, 45), "opinion": "strongly-agree", "explanation": "Confirmed."}
     send(broker, consumer, [revised])
-    (v2,) = read_all(broker, provider)
+    (v2,) = read_until(broker, provider, 1, until=lambda got: got[0]["opinion"] == "strongly-agree")
     assert v2["id"] == v1["id"] and v2["created"] == v1["created"]
     assert parse_us(v2["modified"]) > parse_us(v1["modified"])
     assert (v2["opinion"], v2["explanation"], v2["object_refs"]) == ("strongly-agree", "Confirmed.", [obj["id"]])

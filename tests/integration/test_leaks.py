@@ -22,6 +22,8 @@ import orjson
 import pytest
 from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
+from cutout.extensions import GRADE_EXT
+
 from .support import (
     TAXII,
     TLP,
@@ -33,11 +35,15 @@ from .support import (
     coll_path,
     indicator,
     read_all,
+    read_until,
     send,
     walk,
 )
 
 pytestmark = pytest.mark.integration
+
+#: feedback goes back in batches: one-second epochs, so the test need not wait an hour
+BROKER_SETTINGS = {"feedback_epoch": 1, "scheduler_interval": 0.2}
 
 # -- the provider and its canaries ----------------------------------------------------------------------------
 P_NAME = "Quillfeather Signals Bureau"
@@ -488,6 +494,7 @@ def scene(broker: Broker) -> Scene:
         status = cols["outbox"].add_objects({"objects": s.feedback})
         assert status.status == "complete" and status.success_count == len(s.feedback)
         s.consumer_status = status.id
+    read_until(broker, provider, 3)  # the feedback batch falls due
     return s
 
 
@@ -525,7 +532,7 @@ OPERATIONAL_TIMES = {
     "first_observed",
     "last_observed",
 }
-DENIED_KEYS = {"labels", "lang", "granular_markings", "extensions", "authors", "street_address", "postal_code"}
+DENIED_KEYS = {"labels", "lang", "granular_markings", "authors", "street_address", "postal_code"}
 
 
 def test_copies_keep_only_what_may_leave(scene: Scene) -> None:
@@ -545,6 +552,11 @@ def test_copies_keep_only_what_may_leave(scene: Scene) -> None:
             continue
         assert c["created_by_ref"] == broker_id
         assert c["confidence"] == 70
+        # the only extension is the exchange's grade: credibility from the confidence, and no source
+        # reliability while fewer than grade_crowd providers share the provider's grade
+        assert c["extensions"] == {GRADE_EXT: {"extension_type": "property-extension", "information_credibility": 2}}, (
+            c["extensions"]
+        )
         # release times: whole minutes (a newer version within the same minute is one millisecond later)
         assert c["created"].endswith(":00.000Z") and c["modified"][16:19] == ":00"
         assert c.get("external_references") == PUBLIC_REFS

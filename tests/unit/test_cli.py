@@ -60,9 +60,8 @@ def test_init_party_agreement_round(run) -> None:  # type: ignore[no-untyped-def
     assert code == 1 and "four numbers" in out
     code, out = run("agreement", "add", "--from", "Bank A", "--to", "CERT", "--allow", "x_acme_field")
     assert code == 1 and "unknown sanitizing option(s): x_acme_field" in out
-    code, out = run(
-        "agreement", "add", "--from", "Bank A", "--to", "CERT", "--allow", "artifact,lang", "--allow", "labels", "--json"
-    )  # fmt: skip
+    add = ("agreement", "add", "--from", "Bank A", "--to", "CERT")
+    code, out = run(*add, "--allow", "artifact,lang", "--allow", "labels", "--json")
     assert code == 0 and json.loads(out)["agreement"]["allow"] == ["artifact", "labels", "lang"]
     code, out = run("agreement", "list")
     assert "also allows artifact, labels, lang" in out

@@ -48,14 +48,14 @@ def test_each_option_alone_changes_only_its_own_types(name: str) -> None:
     for type_, profile in profiles.items():
         if type_ not in touched:
             assert profile is PROFILES[type_]
-    for type_, base in PROFILES.items():
+    for type_ in PROFILES:
         if (type_, None) in NEVER:
             assert not profiles[type_].released and not profiles[type_].properties
 
 
 def test_no_options_means_the_strict_profiles() -> None:
     assert profiles_for(frozenset()) is PROFILES
-    assert OPTIONAL_TYPES == {"artifact", "language-content"}
+    assert {"artifact", "language-content"} == OPTIONAL_TYPES
 
 
 def test_everything_together_still_never_releases_what_no_option_lists() -> None:

@@ -34,8 +34,9 @@ from cutout.errors import (
     TooLarge,
     UnsupportedMediaType,
 )
+from cutout.extensions import DEFINITIONS
 from cutout.model.timestamps import format_us, parse_us
-from cutout.service import Exchange, Page, Party
+from cutout.service import MEDIA_STIX, Exchange, Page, Party
 from cutout.settings import Settings
 from cutout.store.sql import PageQuery
 
@@ -307,6 +308,11 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
     async def receipt_key(request: Request, party: Party) -> Response:
         return Response(orjson.dumps({"verifier_key": ex.audit_key()}), media_type="application/json")
 
+    # cutout's own: the extension definitions of grades, outcomes and requests (docs/extensions.md), as STIX
+    async def extensions(request: Request, party: Party) -> Response:
+        body = orjson.dumps({"more": False, "objects": list(DEFINITIONS)})
+        return Response(body, media_type=MEDIA_STIX)
+
     def both(
         path: str, handler: Callable[[Request, Party], Awaitable[Response]], methods: list[str], taxii: bool = True
     ) -> list[Route]:
@@ -325,6 +331,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         *both(coll + "/objects/{obj}/versions", versions, ["GET"]),
         *both(coll + "/manifest", manifest, ["GET"]),
         *both(root + "/receipts/key", receipt_key, ["GET"], taxii=False),
+        *both(root + "/extensions", extensions, ["GET"], taxii=False),
         *both(root + "/receipts/{ref}", receipt, ["GET"], taxii=False),
     ]
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from cutout.errors import CutoutError, InvalidContent
+from cutout.errors import CutoutError, InvalidContent, NotFound
 from cutout.settings import load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -302,6 +302,57 @@ def agreement_end(agreement_id: int, data: Path | None, db: str | None, as_json:
 
 
 # -- review -------------------------------------------------------------------------------------------------
+@main.group()
+def grade() -> None:
+    """Providers' source reliability (Admiralty A-F): the operator's grade and what outcomes propose."""
+
+
+def _grade_line(g: dict[str, Any]) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in g["outcomes"].items()) or "no outcomes yet"
+    low, high = g["interval_80"]
+    revoked = " (revoked)" if g["revoked"] else ""
+    return (
+        f"{g['party']}{revoked}: grade {g['grade']}, proposed {g['proposed']}; hit rate {g['hit_rate']:.2f} "
+        f"(80% between {low:.2f} and {high:.2f}); {counts}"
+    )
+
+
+@grade.command("show")
+@click.argument("party", required=False)
+@data_option
+@db_option
+@command
+def grade_show(party: str | None, data: Path | None, db: str | None, as_json: bool) -> None:
+    """Each provider's grade, its track record from outcomes, and the grade the record proposes."""
+    rows = [g for g in _exchange(data, db).grades() if party is None or g["party"] == party]
+    if party is not None and not rows:
+        raise NotFound(f"no provider named {party!r}")
+    _emit(as_json, {"grades": rows}, "\n".join(_grade_line(g) for g in rows) or "no providers")
+
+
+@grade.command("set")
+@click.argument("party")
+@click.argument("value", metavar="GRADE")
+@data_option
+@db_option
+@command
+def grade_set(party: str, value: str, data: Path | None, db: str | None, as_json: bool) -> None:
+    """Give a provider a source reliability grade: A, B, C, D, E or F."""
+    g = _exchange(data, db).set_grade(party, value)
+    _emit(as_json, {"grade": g}, _grade_line(g))
+
+
+@grade.command("adopt")
+@click.argument("party")
+@data_option
+@db_option
+@command
+def grade_adopt(party: str, data: Path | None, db: str | None, as_json: bool) -> None:
+    """Give a provider the grade its track record proposes."""
+    g = _exchange(data, db).set_grade(party)
+    _emit(as_json, {"grade": g}, _grade_line(g))
+
+
 @main.group()
 def review() -> None:
     """Objects held for the operator because their free text had to be redacted."""

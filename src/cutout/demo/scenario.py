@@ -11,7 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CANARIES", "CONSUMER", "OUTSIDER", "PROVIDER", "feedback", "provider_objects"]
+from cutout.extensions import OUTCOME_EXT, REQUEST_EXT, REQUEST_TYPE, opinion_for
+
+__all__ = [
+    "CANARIES",
+    "CONSUMER",
+    "OUTSIDER",
+    "PROVIDER",
+    "REQUEST_TYPE",
+    "answer",
+    "feedback",
+    "outcomes",
+    "provider_objects",
+    "requests",
+]
 
 PROVIDER = "Northern Watch"
 CONSUMER = "Harbor Command"
@@ -179,6 +192,86 @@ def feedback(depot_id: str, meeting_id: str) -> list[dict[str, Any]]:
     ]
 
 
+_ASK = f"{REQUEST_TYPE}--1c7e3a5b-8d2f-4e6a-9b0c-3d5f7a9c1e95"
+_ASK_FAR = f"{REQUEST_TYPE}--2d8f4b6c-9e3a-4f7b-8c1d-4e6a8b0d2fa6"
+_ANSWER = "note--3e9a5c7d-0f4b-4a8c-9d2e-5f7b9c1e3a07"
+_FERRY = "location--4fab6d8e-1a5c-4b9d-8e3f-6a8c0d2f4b18"
+
+
+def requests(expires: str) -> list[dict[str, Any]]:
+    """What the consumer asks: one request its agreement covers, and one far outside any agreement."""
+    base: dict[str, Any] = {
+        "type": REQUEST_TYPE,
+        "spec_version": "2.1",
+        "created": "2026-11-21T03:02:11.219Z",
+        "modified": "2026-11-21T03:02:11.219Z",
+        "priority": "high",
+        "expires": expires,
+        "extensions": {REQUEST_EXT: {"extension_type": "new-sdo"}},
+        "object_marking_refs": ["marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"],
+        "x_hc_tasking": "HC-TASK-2207",
+    }
+    return [
+        {
+            **base,
+            "id": _ASK,
+            "question": "Where is the Ashen Vale Brigade convoy now? Harbor Command J2 needs positions near Kalvo.",
+            "area": [32.5, 46.0, 33.8, 46.9],
+            "window_start": "2026-11-20T00:00:00.000Z",
+            "window_end": "2026-11-27T00:00:00.000Z",
+            "object_types": ["sighting", "location", "note"],
+        },
+        {
+            **base,
+            "id": _ASK_FAR,
+            "question": "Any shipments through the southern ports?",
+            "area": [100.0, -10.0, 110.0, 0.0],
+        },
+    ]
+
+
+def answer(request_copy_id: str) -> list[dict[str, Any]]:
+    """The provider's answer: a note about the request it was given, and the position it reports."""
+    return [
+        {
+            **_COMMON,
+            "type": "location",
+            "id": _FERRY,
+            "name": "Ferry crossing south of Kalvo",
+            "latitude": 46.3312,
+            "longitude": 33.0871,
+        },
+        {
+            **_COMMON,
+            "type": "note",
+            "id": _ANSWER,
+            "abstract": "Convoy position",
+            "content": "The convoy crossed the river at the ferry south of Kalvo at 03:40 and is laagered there. "
+            "Northern Watch observers remain in place.",
+            "object_refs": [request_copy_id, _FERRY],
+        },
+    ]
+
+
+def outcomes(copy_ids: list[str]) -> list[dict[str, Any]]:
+    """After the strikes: one confirmed hit per object acted on, as opinions carrying the outcome."""
+    return [
+        {
+            "type": "opinion",
+            "spec_version": "2.1",
+            "id": f"opinion--6b4a8f0e-2d5c-4b9a-9f3e-{i:012d}",
+            "created_by_ref": _CONSUMER_ID,
+            "created": "2026-11-21T06:20:02.118Z",
+            "modified": "2026-11-21T06:20:02.118Z",
+            "opinion": opinion_for("confirmed-hit"),
+            "explanation": "Confirmed on the ground by Harbor Command.",
+            "object_refs": [ref],
+            "extensions": {OUTCOME_EXT: {"extension_type": "property-extension", "outcome": "confirmed-hit"}},
+        }
+        for i, ref in enumerate(copy_ids)
+    ]
+
+
 #: strings of the provider that must never reach a consumer, and of the consumer that must never reach the
 #: provider. Ids, names, handles, markings, extensions, labels, links and exact timestamps.
 CANARIES: dict[str, list[str]] = {
@@ -209,6 +302,8 @@ CANARIES: dict[str, list[str]] = {
         _MEETING,
         _DEPOT,
         _DEPOT_LOC_REL,
+        _ANSWER,
+        _FERRY,
     ],
     "consumer": [
         CONSUMER,
@@ -219,5 +314,12 @@ CANARIES: dict[str, list[str]] = {
         "02:13:45.771",
         "opinion--4f2e6d8c-0b3a-4f7e-9d1c-2b4f6a8e0c73",
         "opinion--5a3f7e9d-1c4b-4a8f-8e2d-3c5a7b9f1d84",
+        "HC-TASK-2207",
+        "x_hc_tasking",
+        "03:02:11.219",
+        "06:20:02.118",
+        _ASK,
+        _ASK_FAR,
+        "Harbor Command J2",
     ],
 }

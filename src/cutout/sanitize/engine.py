@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from cutout.extensions import REQUEST_TYPE
 from cutout.model.timestamps import ceil_us, floor_us, format_ms, parse_us
 from cutout.model.tlp import TLP2_IDS
 from cutout.sanitize.ids import sco_id
@@ -26,6 +27,7 @@ __all__ = [
     "FEEDBACK_PROFILES",
     "PUBLIC_KILL_CHAINS",
     "PUBLIC_REGISTRIES",
+    "REQUEST_PROFILES",
     "Sanitizer",
     "bucket_count",
     "quantise_confidence",
@@ -71,6 +73,24 @@ FEEDBACK_PROFILES: Mapping[str, TypeProfile] = {
         properties={"abstract": T.TEXT, "content": T.TEXT, "object_refs": T.REFS},
         required=frozenset({"content", "object_refs"}),
     ),
+}
+
+#: what of a consumer's request for information may reach a provider (the exchange adds its extension)
+REQUEST_PROFILES: Mapping[str, TypeProfile] = {
+    REQUEST_TYPE: TypeProfile(
+        type=REQUEST_TYPE,
+        category="sdo",
+        properties={
+            "question": T.TEXT,
+            "priority": T.KEEP,
+            "area": T.KEEP,
+            "window_start": T.START,
+            "window_end": T.END,
+            "expires": T.END,
+            "object_types": T.KEEP,
+        },
+        required=frozenset({"question", "priority", "expires"}),
+    )
 }
 
 #: identifiers that, if they name the sender, make the whole object the sender's own asset: withheld (for an
@@ -135,10 +155,12 @@ class Sanitizer:
         labels: Mapping[str, str] | None = None,
         free_labels: bool = False,
         lang: bool = False,
+        extend: Callable[[Mapping[str, Any], dict[str, Any]], None] | None = None,
     ) -> None:
         """``profiles``: the strict ones, or those of ``cutout.sanitize.overrides.profiles_for``; ``labels``: the
         exchange's vocabulary (``label_vocabulary``), the only labels released unless ``free_labels`` (then
-        every label goes, redacted); ``lang``: release ``lang`` reduced to its primary subtag."""
+        every label goes, redacted); ``lang``: release ``lang`` reduced to its primary subtag; ``extend(source,
+        copy)`` adds the exchange's own extensions to a copy before it is validated."""
         self.broker_identity = broker_identity
         self.granularity = time_granularity
         self.validator = validator
@@ -148,6 +170,7 @@ class Sanitizer:
         self.labels = labels or {}
         self.free_labels = free_labels
         self.lang = lang
+        self.extend = extend
 
     def sanitize(
         self,
@@ -221,6 +244,8 @@ class Sanitizer:
                 out["lang"] = lang
         out.update(body)
         out["object_marking_refs"] = [TLP2_IDS[tlp]]
+        if self.extend is not None:
+            self.extend(obj, out)
         problems = self.validator.check(out)
         if problems:
             return None, "copy would not be valid STIX: " + "; ".join(problems)

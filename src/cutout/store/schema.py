@@ -40,6 +40,8 @@ parties = Table(
     Column("revoked", BigInteger),
     # terms to redact from this party's free text when it reaches others (JSON list of strings)
     Column("terms", Text, nullable=False, default="[]"),
+    # providers: the source reliability (Admiralty A-F) the operator gives it; F until known
+    Column("grade", String(1), nullable=False, default="F", server_default="F"),
 )
 
 collections = Table(
@@ -123,6 +125,17 @@ releases = Table(
     Column("agreement_id", Integer),  # intel: the agreement that decided it (its sanitizing options apply)
 )
 Index("ix_releases_due", releases.c.due)
+
+# what consumers reported back about each provider's objects: one outcome per (consumer, object), the latest
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("provider_id", Integer, primary_key=True),
+    Column("consumer_id", Integer, primary_key=True),
+    Column("orig_id", String(120), primary_key=True),  # the provider's own id of the object
+    Column("outcome", String(24), nullable=False),
+    Column("at", BigInteger, nullable=False),
+)
 
 # objects held for the operator's review (an agreement with review on, and free text that had to be redacted)
 reviews = Table(

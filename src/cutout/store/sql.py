@@ -257,6 +257,20 @@ class Tx:
         )
         return list(self.conn.execute(q))
 
+    def active_agreements_to(self, consumer_id: int) -> list[Row[Any]]:
+        """Active agreements towards a consumer whose provider has not been revoked."""
+        q = (
+            select(s.agreements)
+            .join(s.parties, s.parties.c.id == s.agreements.c.provider_id)
+            .where(
+                s.agreements.c.consumer_id == consumer_id,
+                s.agreements.c.ended.is_(None),
+                s.parties.c.revoked.is_(None),
+                s.parties.c.provider.is_(True),
+            )
+        )
+        return list(self.conn.execute(q))
+
     def end_agreement(self, agreement_id: int, now: int) -> None:
         self.conn.execute(update(s.agreements).where(s.agreements.c.id == agreement_id).values(ended=now))
 
@@ -546,6 +560,32 @@ class Tx:
     def drop_releases(self, pks: Iterable[int]) -> None:
         for chunk in _chunks(sorted(set(pks)), 500):
             self.conn.execute(delete(s.releases).where(s.releases.c.pk.in_(chunk)))
+
+    # -- outcomes ---------------------------------------------------------------------------------------
+    def record_outcomes(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Keep each consumer's latest outcome per provider object (rows: provider_id, consumer_id, orig_id,
+        outcome, at)."""
+        o = s.outcomes
+        for r in rows:
+            self.conn.execute(
+                delete(o).where(
+                    o.c.provider_id == r["provider_id"],
+                    o.c.consumer_id == r["consumer_id"],
+                    o.c.orig_id == r["orig_id"],
+                )
+            )
+        if rows:
+            self.conn.execute(insert(o), list(rows))
+
+    def outcome_counts(self) -> dict[int, dict[str, int]]:
+        """provider id → outcome → how many objects have it."""
+        o = s.outcomes
+        out: dict[int, dict[str, int]] = {}
+        for r in self.conn.execute(
+            select(o.c.provider_id, o.c.outcome, func.count()).group_by(o.c.provider_id, o.c.outcome)
+        ):
+            out.setdefault(int(r[0]), {})[str(r[1])] = int(r[2])
+        return out
 
     # -- reviews ----------------------------------------------------------------------------------------
     def add_reviews(self, rows: Sequence[dict[str, Any]]) -> None:
