@@ -996,7 +996,9 @@ class Exchange:
             asked = {
                 c.out_id: c.orig_id
                 for c in tx.copies_by_out(sender, refs)
-                if c.sender_id == recipient and str(c.orig_id).startswith(REQUEST_TYPE + "--")
+                if c.sender_id == recipient
+                and str(c.orig_id).startswith(REQUEST_TYPE + "--")
+                and self._request_open(tx, recipient, str(c.orig_id), now)
             }
 
             def resolve(ref: str) -> str | None:

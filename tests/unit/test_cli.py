@@ -165,3 +165,23 @@ def test_db_upgrade(run) -> None:  # type: ignore[no-untyped-def]
     code, out = run("db", "upgrade", "--json")
     assert code == 0
     assert json.loads(out)["from"] == json.loads(out)["to"] == json.loads(out)["head"]
+
+
+def test_grade_commands(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("init", "--name", "Test Exchange")[0] == 0
+    assert run("party", "add", "Bank A", "--provider")[0] == 0
+    assert run("party", "add", "CERT", "--consumer")[0] == 0
+    code, out = run("grade", "show", "--json")
+    assert code == 0
+    (g,) = json.loads(out)["grades"]
+    assert (g["party"], g["grade"], g["proposed"], g["outcomes"]) == ("Bank A", "F", "F", {})
+    code, out = run("grade", "set", "Bank A", "c")
+    assert code == 0 and "Bank A: grade C, proposed F" in out
+    code, out = run("grade", "adopt", "Bank A", "--json")
+    assert code == 0 and json.loads(out)["grade"]["grade"] == "F"
+    code, out = run("grade", "set", "CERT", "A")
+    assert code == 1 and "only providers are graded" in out
+    code, out = run("grade", "set", "Bank A", "Z")
+    assert code == 1 and "a grade is one of A, B, C, D, E, F" in out
+    code, out = run("grade", "show", "Nobody")
+    assert code == 1 and "no provider named 'Nobody'" in out
