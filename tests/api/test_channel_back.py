@@ -371,7 +371,7 @@ def test_no_identity_crosses_the_channel_back(four: Four) -> None:
         b"".join(four.p1.get(path).content for path in ("/", "/collections/", "/extensions/"))
         + four.p1.inbox(**{"match[version]": "all"}).content
     )
-    for c in canaries_c + [req["id"], fb["id"]]:
+    for c in [*canaries_c, req["id"], fb["id"]]:
         assert c.encode() not in provider_bytes, c
     copy = next(o for o in four.inbox("p1") if o["type"] == REQUEST_TYPE)
     provider_id = f"identity--{uuid.uuid4()}"
