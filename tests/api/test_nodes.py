@@ -313,3 +313,28 @@ def test_an_unreachable_database_is_a_retryable_503_that_says_nothing_of_it(tmp_
                     assert secret not in r.text
     finally:
         ex.close()
+
+
+def test_every_node_signing_a_checkpoint_at_once_signs_it_once(nodes: list[Exchange]) -> None:
+    """The schedulers of all nodes find a checkpoint due at the same moment: one is signed, the others reuse
+    it, and none fails."""
+    admin = nodes[0]
+    for round_ in range(5):
+        member(admin, f"Watch {round_}", provider=True)  # the log grows
+        barrier = threading.Barrier(len(nodes))
+        notes: list[str] = []
+
+        crew = Crew()
+        for node in nodes:
+            crew.start(functools.partial(_sign, node, barrier, notes))
+        crew.join()
+        assert len(set(notes)) == 1, "two nodes signed different checkpoints of one log"
+    with admin.store.read() as tx:
+        sizes = [c.size for c in tx.checkpoints()]
+    assert len(sizes) == len(set(sizes)) == 5
+    assert admin.verify_audit().ok
+
+
+def _sign(node: Exchange, barrier: threading.Barrier, notes: list[str]) -> None:
+    barrier.wait(timeout=60)
+    notes.append(node.checkpoint()["note"])
