@@ -48,7 +48,13 @@ clean:
 	rm -rf $(VENV) $(PEER_VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # cutout beside medallion, one run, same client and objects (bench/run.py); bench-smoke: tiny sizes, checks the harness
-.PHONY: bench bench-smoke
+.PHONY: bench bench-smoke bench-pg
+
+# cutout on SQLite beside PostgreSQL, and two nodes on one PostgreSQL (bench/pg.py): BENCH_DB names a database
+# the benchmark may empty, e.g. make bench-pg BENCH_DB=postgresql://postgres@127.0.0.1:5432/bench
+bench-pg: $(STAMP)
+	@if [ -z "$(BENCH_DB)" ]; then echo "make bench-pg needs BENCH_DB=postgresql://… (a database it may empty)" >&2; exit 1; fi
+	$(BIN)/python -m bench.pg --db "$(BENCH_DB)"
 
 bench: $(STAMP) $(PEER_STAMP)
 	$(BIN)/python -m bench.run --out docs/benchmarks.md

@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 from bench import machine, measure
+from bench.pg import carry_section
 from bench.report import build_rows, markdown_table, text_table
 from bench.servers import CRASH_LOGS, REPO, CutoutServer, MedallionServer, medallion_available, stop_all
 from bench.workload import Workload, check_with_stix2, mean_size
@@ -465,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'smoke run: the figures mean nothing. ' if args.smoke else ''}took {elapsed:.0f} s")
     if out is not None:
         desc = machine.describe()
-        out.write_text(document(run, markdown_table(rows), desc, elapsed, mean, others), "utf-8")
+        text = document(run, markdown_table(rows), desc, elapsed, mean, others)
+        out.write_text(carry_section(out, text), "utf-8")  # the PostgreSQL section (bench.pg) stays
         log(f"wrote {out}")
     for crash in CRASH_LOGS:
         log(f"a server logged an unhandled error:\n{crash}")

@@ -205,11 +205,30 @@ def _wait_until_up(proc: subprocess.Popen[bytes], base: str, log: Path, name: st
     raise RuntimeError(f"{name} did not answer within {timeout} s: {log.read_text(errors='replace')[-2000:]}")
 
 
-class CutoutServer(Server):
-    """A broker with one provider and ``consumers`` consumers, each under an agreement with delay 0."""
+def empty_postgres(url: str) -> None:
+    """Drop and recreate the public schema of the database at ``url``: the benchmark owns that database."""
+    from sqlalchemy import create_engine, text
 
-    def __init__(self, consumers: int = 1) -> None:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+class CutoutServer(Server):
+    """A broker with one provider and ``consumers`` consumers, each under an agreement with delay 0.
+
+    On SQLite by default; with ``db`` (a postgresql:// URL, emptied first) on PostgreSQL, served by ``nodes``
+    ``cutout serve`` processes sharing it (the first is the one the measurements talk to, ``nodes`` lists all).
+    """
+
+    def __init__(self, consumers: int = 1, db: str | None = None, nodes: int = 1) -> None:
         super().__init__("cutout", Path(tempfile.mkdtemp(prefix="cutout-bench-")))
+        self.nodes: list[RunningServer] = []
+        if db:
+            empty_postgres(db)
+            (self.work / "cutout.toml").write_text(f'[cutout]\ndatabase_url = "{db}"\n', "utf-8")
         settings = load_settings(self.work, environ={})
         Exchange.init(settings, "Bench Exchange")
         ex = Exchange.open(settings)
@@ -230,15 +249,23 @@ class CutoutServer(Server):
         finally:
             ex.close()
         try:
-            running: RunningServer = start_server(self.work, timeout=60.0)
+            for i in range(nodes):
+                self.nodes.append(start_server(self.work, timeout=60.0, log=self.work / f"serve{i or ''}.log"))
         except BaseException:
+            for node in self.nodes:
+                node.stop()
             shutil.rmtree(self.work, ignore_errors=True)
             raise
+        running = self.nodes[0]
         self.log = running.log
         self._started(running.proc, running.url)
 
-    def url(self, who: Party, kind: str) -> str:
-        return f"{self.base}/exchange/collections/{self._colls[who.name][kind]}/"
+    def url(self, who: Party, kind: str, node: int = 0) -> str:
+        base = self.nodes[node].url if node else self.base
+        return f"{base}/exchange/collections/{self._colls[who.name][kind]}/"
+
+    def writer_on(self, node: int, who: Party) -> Collection:
+        return self._collection(self.url(who, "outbox", node), who)
 
     def writer(self, who: Party) -> Collection:
         return self._collection(self.url(who, "outbox"), who)
@@ -247,14 +274,19 @@ class CutoutServer(Server):
         return self._collection(self.url(who, "inbox"), who)
 
     def tracebacks(self) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return text[-3000:] if "Traceback" in text else ""
+        for node in self.nodes:
+            text = node.log.read_text(errors="replace") if node.log.exists() else ""
+            if "Traceback" in text:
+                return text[-3000:]
+        return ""
 
     def stop(self) -> None:
         if not self.stopped:
             tb = self.tracebacks()
             if tb:
                 CRASH_LOGS.append(f"cutout server (pid {self.pid}):\n{tb}")
+            for node in self.nodes[1:]:
+                node.stop()
         super().stop()
 
 

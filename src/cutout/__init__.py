@@ -16,6 +16,7 @@ from cutout.errors import (
     NotFound,
     NotInitialised,
     Problem,
+    StoreUnavailable,
     TooLarge,
     UnsupportedMediaType,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "NotInitialised",
     "Problem",
     "Settings",
+    "StoreUnavailable",
     "TooLarge",
     "UnsupportedMediaType",
     "__version__",

@@ -18,6 +18,7 @@ the message without a traceback.
     ├── UnsupportedMediaType    the request body is not a TAXII/STIX 2.1 media type
     ├── NotAcceptable           the client accepts no media type we can produce
     ├── TooLarge                the request body is over ``max_content_length``
+    ├── StoreUnavailable        the database cannot be reached or did not grant a lock in time; retry
     └── InvalidContent          the body is not a valid envelope or holds invalid STIX (``problems``)
 """
 
@@ -38,6 +39,7 @@ __all__ = [
     "NotFound",
     "NotInitialised",
     "Problem",
+    "StoreUnavailable",
     "TooLarge",
     "UnsupportedMediaType",
 ]
@@ -109,6 +111,14 @@ class NotAcceptable(CutoutError):
 class TooLarge(CutoutError):
     code = "too-large"
     title = "Request too large"
+
+
+class StoreUnavailable(CutoutError):
+    """The database is down, restarting or overloaded. Whether the request was committed is unknown (a
+    connection may drop during COMMIT); resending it is safe."""
+
+    code = "store-unavailable"
+    title = "Temporarily unavailable"
 
 
 @dataclass(frozen=True)

@@ -855,21 +855,28 @@ class Exchange:
 
     @staticmethod
     def _pool_gate(tx: Tx, due: Sequence[Any], now: int) -> list[Any]:
-        """Pooled items go only when items of at least k distinct providers wait for their reader; the others
-        are put off to their next epoch. Returns the items to release now."""
-        go: list[Any] = []
-        senders: dict[int, int] = {}
+        """Pooled items go only when items of at least k distinct providers go to their reader together; the
+        others are put off to their next epoch. Returns the items to release now.
+
+        A reader's pool is decided on all its due pooled items, not on the batch in hand (a batch cut by the
+        limit could otherwise release one provider's items alone and leave the others short), and the items
+        that go satisfy their k among themselves, all in this one transaction."""
+        go = [r for r in due if r.pool_k <= 0]
         later: dict[int, list[int]] = defaultdict(list)
-        for r in due:
-            if r.pool_k <= 0:
-                go.append(r)
-                continue
-            if r.recipient_id not in senders:
-                senders[r.recipient_id] = tx.pooled_senders(r.recipient_id, now)
-            if senders[r.recipient_id] >= r.pool_k:
-                go.append(r)
-            else:
-                later[_next_epoch(now, r.epoch)].append(r.pk)
+        for recipient in dict.fromkeys(r.recipient_id for r in due if r.pool_k > 0):
+            waiting = tx.pooled_due(recipient, now)
+            pool = waiting
+            while True:  # drop the items whose k the rest cannot meet, until what is left meets every k
+                senders = len({r.sender_id for r in pool})
+                keep = [r for r in pool if r.pool_k <= senders]
+                if len(keep) == len(pool):
+                    break
+                pool = keep
+            taken = {r.pk for r in pool}
+            go.extend(pool)
+            for r in waiting:
+                if r.pk not in taken:
+                    later[_next_epoch(now, r.epoch)].append(r.pk)
         for when, pks in later.items():
             tx.postpone(pks, when)
         return go

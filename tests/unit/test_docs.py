@@ -67,6 +67,7 @@ def test_public_names_are_pinned() -> None:
             "NotInitialised",
             "Problem",
             "Settings",
+            "StoreUnavailable",
             "TooLarge",
             "UnsupportedMediaType",
             "__version__",

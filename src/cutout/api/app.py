@@ -31,6 +31,7 @@ from cutout.errors import (
     InvalidContent,
     NotAcceptable,
     NotFound,
+    StoreUnavailable,
     TooLarge,
     UnsupportedMediaType,
 )
@@ -187,6 +188,10 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
                 name, token = _credentials(request)
                 party = await run_in_threadpool(ex.authenticate, name, token)
                 return await handler(request, party)
+            except StoreUnavailable as exc:
+                # the driver's words stay here; the client hears a 503 with Retry-After and resends
+                log.warning("%s %s: store unavailable: %s", request.method, request.url.path, _cause(exc))
+                return error_response(exc)
             except CutoutError as exc:
                 return error_response(exc)
 
@@ -370,9 +375,18 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
     return app
 
 
+def _cause(exc: BaseException) -> str:
+    cause = exc.__cause__
+    return " ".join(str(getattr(cause, "orig", None) or cause or exc).split())[:300]
+
+
 async def _scheduler(ex: Exchange, interval: float) -> None:
-    """Release held items when their time comes; sign audit checkpoints and apply retention when due. Any node
-    may run it; the store serialises the work."""
+    """Release held items when their time comes; sign audit checkpoints and apply retention when due.
+
+    Every node runs it; the store makes the work safe to race (one write transaction at a time, and each due
+    item is taken and dropped in the transaction that releases it), so whichever nodes are alive do it, and a
+    node that dies mid-run leaves its items due for the next. While the database is unreachable it says so in
+    one line per run and tries again."""
     last_retention = 0.0
     while True:
         await asyncio.sleep(interval)
@@ -384,5 +398,7 @@ async def _scheduler(ex: Exchange, interval: float) -> None:
             if now - last_retention > 3600:
                 await run_in_threadpool(ex.forget_old)
                 last_retention = now
+        except StoreUnavailable as exc:
+            log.warning("scheduled run: store unavailable (%s); will try again", _cause(exc))
         except Exception:
             log.exception("scheduled run failed; will try again")

@@ -16,11 +16,12 @@ from cutout.errors import (
     InvalidContent,
     NotAcceptable,
     NotFound,
+    StoreUnavailable,
     TooLarge,
     UnsupportedMediaType,
 )
 
-__all__ = ["TAXII_MEDIA", "error_body", "error_response", "status_for"]
+__all__ = ["RETRY_AFTER", "TAXII_MEDIA", "error_body", "error_response", "status_for"]
 
 TAXII_MEDIA = "application/taxii+json;version=2.1"
 
@@ -34,7 +35,10 @@ _STATUS: tuple[tuple[type[CutoutError], int], ...] = (
     (UnsupportedMediaType, 415),
     (InvalidContent, 422),
     (BadRequest, 400),
+    (StoreUnavailable, 503),
 )
+#: seconds a client is asked to wait before retrying after a 503 (a PostgreSQL restart takes a few)
+RETRY_AFTER = 2
 
 
 def status_for(exc: CutoutError) -> int:
@@ -68,7 +72,11 @@ def error_response(exc: CutoutError) -> Response:
     details = None
     if isinstance(exc, InvalidContent) and exc.problems:
         details = {"problems": [p.as_dict() for p in exc.problems]}
-    headers = {"WWW-Authenticate": 'Basic realm="cutout", Bearer realm="cutout"'} if status == 401 else None
+    headers = None
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Basic realm="cutout", Bearer realm="cutout"'}
+    elif status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER)}
     return Response(
         error_body(status, exc.title, exc.message, exc.code, details),
         status_code=status,

@@ -42,12 +42,15 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
             proc.wait()
 
 
-def start_server(data_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 30.0) -> RunningServer:
-    """Run ``python -m cutout serve --data DIR`` and wait until it answers."""
+def start_server(
+    data_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 30.0, log: Path | None = None
+) -> RunningServer:
+    """Run ``python -m cutout serve --data DIR`` and wait until it answers; its output goes to ``log``
+    (``DIR/serve.log`` by default: several nodes of one broker need one each)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOUT_")}
     env.update(extra_env or {})
-    log = data_dir / "serve.log"
+    log = log or data_dir / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cutout", "serve", "--data", str(data_dir), "--port", str(port)],

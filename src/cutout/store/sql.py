@@ -2,6 +2,16 @@
 
 All SQL lives here. The service opens a transaction (``store.write()`` or ``store.read()``) and calls the
 ``Tx`` methods; a write transaction is committed before anything is acknowledged to a client.
+
+Several nodes may share one PostgreSQL. Write transactions take one transaction-scoped advisory lock first,
+PostgreSQL's counterpart of SQLite's ``BEGIN IMMEDIATE``: one writer at a time, readers in parallel. Every
+write appends to the audit log, whose gap-free sequence and Merkle range serialise writers anyway; taking the
+lock first instead of midway means no two writers ever hold locks the other wants (no deadlock between a
+submission and a release writing to the same inboxes), a release run or pool decision is never made on rows
+another node is changing, and a ``date_added`` becomes visible only after every smaller one of its
+collection is committed. A database that cannot be reached, or a lock not granted in time, is
+``StoreUnavailable``: the request may or may not have been committed (a connection can drop during COMMIT),
+and resending it is safe, since a duplicate (same id and version) is stored once.
 """
 
 from __future__ import annotations
@@ -28,11 +38,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from cutout.audit.merkle import CompactRange, leaf_hash
-from cutout.errors import ConfigError
+from cutout.errors import ConfigError, StoreUnavailable
 from cutout.store import schema as s
 
 __all__ = ["NewObject", "PageQuery", "Store", "Tx"]
@@ -61,6 +72,14 @@ class PageQuery:
     versions: tuple[str, ...] = ("last",)  # "last", "first", "all", or µs timestamps as strings
     spec_versions: tuple[str, ...] = ()
     limit: int = 1000
+
+
+#: the key of the advisory lock every write transaction takes on PostgreSQL ("cutout" in ASCII); advisory
+#: locks are per database, so brokers in other databases of the same server do not contend
+WRITE_LOCK = 0x6375746F7574
+#: on PostgreSQL: give up waiting for a lock after this long (the client hears store-unavailable and resends),
+#: and end a session left idle inside a transaction (a node cut off mid-request) so its locks are freed
+_PG_OPTIONS = "-c lock_timeout=30s -c idle_in_transaction_session_timeout=60s"
 
 
 def _sqlite_pragmas(synchronous: str) -> Any:
@@ -94,7 +113,14 @@ class Store:
                     mode = "IMMEDIATE" if conn.get_execution_options().get("cutout_write") else "DEFERRED"
                     conn.exec_driver_sql(f"BEGIN {mode}")
             else:
-                self.engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=8)
+                # pre-ping: after PostgreSQL restarts, a pooled connection is found dead on checkout and
+                # replaced, instead of failing the request that drew it
+                self.engine = create_engine(
+                    url.replace("postgresql://", "postgresql+psycopg://", 1),
+                    pool_size=8,
+                    pool_pre_ping=True,
+                    connect_args={"connect_timeout": 10, "options": _PG_OPTIONS},
+                )
         except Exception as exc:  # driver missing, malformed URL
             raise ConfigError(f"cannot open database {url!r}: {exc}") from exc
 
@@ -107,18 +133,36 @@ class Store:
                 return tx.get_meta("schema_version") is not None
         except OperationalError as exc:
             raise ConfigError(f"cannot reach the database: {exc.orig}") from exc
+        except StoreUnavailable as exc:
+            raise ConfigError(f"cannot reach the database: {exc.__cause__}") from exc
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        with self.engine.connect() as conn:
+        """A write transaction, committed on leaving the block; one at a time per database."""
+        with self._reachable(), self.engine.connect() as conn:
             conn.execution_options(cutout_write=True)
             with conn.begin():
+                if not self.is_sqlite:
+                    conn.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK)))
                 yield Tx(conn, self.is_sqlite)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        with self.engine.connect() as conn, conn.begin():
+        with self._reachable(), self.engine.connect() as conn, conn.begin():
             yield Tx(conn, self.is_sqlite)
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Turn the database being out of reach (down, restarting, a lock not granted in time, the pool
+        exhausted) into StoreUnavailable; the driver's text stays in the exception chain, for the log only."""
+        try:
+            yield
+        except (OperationalError, InterfaceError) as exc:
+            if self.is_sqlite and not _sqlite_busy(exc):
+                raise  # a broken SQLite file or schema is a fault, not a wait
+            raise StoreUnavailable("the exchange's database is unavailable; try again (resending is safe)") from exc
+        except PoolTimeout as exc:
+            raise StoreUnavailable("the exchange is overloaded; try again (resending is safe)") from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -545,13 +589,11 @@ class Tx:
     def next_due(self) -> int | None:
         return self.conn.execute(select(func.min(s.releases.c.due))).scalar_one_or_none()
 
-    def pooled_senders(self, recipient_id: int, now: int) -> int:
-        """How many distinct senders have pooled items due for a recipient."""
+    def pooled_due(self, recipient_id: int, now: int) -> list[Row[Any]]:
+        """Every pooled item due for a recipient, however many (a pool is decided and released whole)."""
         r = s.releases
-        q = select(func.count(func.distinct(r.c.sender_id))).where(
-            r.c.recipient_id == recipient_id, r.c.pool_k > 0, r.c.due <= now
-        )
-        return int(self.conn.execute(q).scalar_one())
+        q = select(r).where(r.c.recipient_id == recipient_id, r.c.pool_k > 0, r.c.due <= now).order_by(r.c.pk)
+        return list(self.conn.execute(q))
 
     def postpone(self, pks: Iterable[int], due: int) -> None:
         for chunk in _chunks(sorted(set(pks)), 500):
@@ -680,6 +722,11 @@ class Tx:
         a = s.audit
         res = self.conn.execute(update(a).where(a.c.at < before, a.c.salt.is_not(None)).values(salt=None, event=None))
         return int(res.rowcount or 0)
+
+
+def _sqlite_busy(exc: Exception) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "locked" in text or "busy" in text
 
 
 def _load_range(state: str | None) -> CompactRange:
