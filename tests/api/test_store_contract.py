@@ -1,0 +1,214 @@
+"""The store's contract, the same on SQLite and on PostgreSQL: what the service relies on from ``Tx``.
+
+Each test runs against both stores (the ``settings`` fixture; PostgreSQL when CUTOUT_TEST_POSTGRES is set,
+as in CI). The service's behaviour is tested through the API elsewhere; these pin the store itself, so a
+rewrite of its SQL (or a new store) is held to the same answers.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from cutout.audit import audit_row
+from cutout.audit.merkle import CompactRange, leaf_hash
+from cutout.service import Exchange
+from cutout.store import Store, Tx
+from cutout.store.sql import NewObject, PageQuery
+
+T0 = 1_790_000_000_000_000  # µs
+
+
+def _obj(n: int, version_us: int = T0, stix_type: str = "indicator") -> NewObject:
+    stix_id = f"{stix_type}--00000000-0000-4000-8000-{n:012d}"
+    version = "" if stix_type == "ipv4-addr" else f"v{version_us}"
+    body = orjson.dumps({"id": stix_id, "v": version_us})
+    return NewObject(stix_id, stix_type, version, version_us if version else 0, "2.1", body)
+
+
+@pytest.fixture
+def store(exchange: Exchange) -> Store:
+    return exchange.store
+
+
+@pytest.fixture
+def party(store: Store) -> int:
+    with store.write() as tx:
+        pid = tx.add_party("Contract Party", True, True, "h" * 64, T0)
+        tx.add_collection("0c0c0c0c-0000-4000-8000-000000000001", pid, "inbox")
+        tx.add_collection("0c0c0c0c-0000-4000-8000-000000000002", pid, "outbox")
+        return pid
+
+
+def _inbox(tx: Tx, party: int):  # type: ignore[no-untyped-def]
+    return tx.collection(party, "inbox")
+
+
+def test_parties_and_collections(store: Store, party: int) -> None:
+    with store.read() as tx:
+        row = tx.party_by_name("Contract Party")
+        assert row is not None and row.id == party and row.provider is True and row.consumer is True
+        assert row.grade == "F" and row.terms == "[]" and row.revoked is None
+        assert tx.party_by_token("h" * 64).id == party  # type: ignore[union-attr]
+        assert tx.party_by_token("x" * 64) is None
+        assert sorted(c.kind for c in tx.collections_of(party)) == ["inbox", "outbox"]
+        assert tx.collection_by_uuid("0c0c0c0c-0000-4000-8000-000000000001").kind == "inbox"  # type: ignore[union-attr]
+    with store.write() as tx:
+        tx.update_party(party, grade="B", terms='["x"]')
+    with store.read() as tx:
+        assert (tx.party_by_id(party).grade, tx.party_by_id(party).terms) == ("B", '["x"]')
+
+
+def test_add_objects_dedupes_and_orders(store: Store, party: int) -> None:
+    with store.write() as tx:
+        coll = _inbox(tx, party)
+        first = tx.add_objects(coll, [_obj(1), _obj(2), _obj(1)], T0)  # the same version twice in one call
+        assert first[0] is not None and first[1] is not None and first[2] is None
+        again = tx.add_objects(coll, [_obj(1), _obj(1, T0 + 5), _obj(3)], T0)  # clock did not move
+        assert again[0] is None and again[1] is not None and again[2] is not None
+    with store.read() as tx:
+        rows = tx.page(coll.id, PageQuery(versions=("all",), limit=100))
+        added = [r.date_added for r in rows]
+        assert added == sorted(added) and len(set(added)) == len(added) == 4  # unique, strictly increasing
+        latest = tx.page(coll.id, PageQuery(limit=100))
+        assert [(r.stix_id[-1], r.version) for r in latest] == [("2", f"v{T0}"), ("1", f"v{T0 + 5}"), ("3", f"v{T0}")]
+        first_versions = tx.page(coll.id, PageQuery(versions=("first",), limit=100))
+        assert {r.version for r in first_versions if r.stix_id.endswith("1")} == {f"v{T0}"}
+        assert set(tx.latest_objects(coll.id, [_obj(1).stix_id])) == {_obj(1).stix_id}
+        assert tx.has_object(coll.id, _obj(3).stix_id) and not tx.has_object(coll.id, _obj(9).stix_id)
+
+
+def test_an_older_version_arriving_late_does_not_become_latest(store: Store, party: int) -> None:
+    with store.write() as tx:
+        coll = _inbox(tx, party)
+        tx.add_objects(coll, [_obj(1, T0 + 10)], T0)
+        tx.add_objects(coll, [_obj(1, T0)], T0 + 1)
+    with store.read() as tx:
+        (row,) = tx.page(coll.id, PageQuery())
+        assert row.version == f"v{T0 + 10}"
+
+
+def test_page_filters_and_limit(store: Store, party: int) -> None:
+    with store.write() as tx:
+        coll = _inbox(tx, party)
+        objs = [_obj(i, stix_type="indicator" if i % 2 else "ipv4-addr") for i in range(10)]
+        tx.add_objects(coll, objs, T0 + 10**9)  # added long after the indicators' version
+    with store.read() as tx:
+        every = tx.page(coll.id, PageQuery(limit=100))
+        assert len(every) == 10
+        assert len(tx.page(coll.id, PageQuery(limit=3))) == 4  # limit + 1: the caller learns there is more
+        after = tx.page(coll.id, PageQuery(after=every[4].date_added, limit=100))
+        assert [r.stix_id for r in after] == [r.stix_id for r in every[5:]]
+        assert {r.stix_id for r in tx.page(coll.id, PageQuery(types=("ipv4-addr",), limit=100))} == {
+            _obj(i, stix_type="ipv4-addr").stix_id for i in range(0, 10, 2)
+        }
+        ids = (every[1].stix_id, every[7].stix_id)
+        assert [r.stix_id for r in tx.page(coll.id, PageQuery(ids=ids, limit=100))] == list(ids)
+        sco = next(r for r in every if r.version == "")  # an SCO's version is its date_added (§3.4.2)
+        got = tx.page(coll.id, PageQuery(versions=(str(sco.date_added),), limit=100))
+        assert [r.stix_id for r in got] == [sco.stix_id]
+        assert tx.unversioned_added(coll.id, [sco.stix_id, every[1].stix_id]) == {sco.stix_id: sco.date_added}
+        assert tx.page(coll.id, PageQuery(spec_versions=("2.0",), limit=100)) == []
+
+
+def test_delete_versions_restores_the_latest(store: Store, party: int) -> None:
+    with store.write() as tx:
+        coll = _inbox(tx, party)
+        tx.add_objects(coll, [_obj(1, T0), _obj(1, T0 + 1), _obj(1, T0 + 2)], T0)
+        assert tx.delete_versions(coll.id, _obj(1).stix_id, PageQuery(versions=("last",))) == 1
+    with store.read() as tx:
+        (row,) = tx.page(coll.id, PageQuery())
+        assert row.version == f"v{T0 + 1}"
+
+
+def test_copies_planned_then_recorded(store: Store, party: int) -> None:
+    with store.write() as tx:
+        other = tx.add_party("Other", True, True, "o" * 64, T0)
+        tx.plan_copies(party, other, ["a--1", "b--2"])
+        tx.plan_copies(party, other, ["a--1", "c--3"])  # planning again keeps what is there
+        assert sorted(tx.copies(party, other, ["a--1", "b--2", "c--3", "d--4"])) == ["a--1", "b--2", "c--3"]
+        assert tx.copies(party, other, ["a--1"])["a--1"].out_id is None
+        tx.record_copies(
+            [
+                {
+                    "recipient_id": party,
+                    "sender_id": other,
+                    "orig_id": "a--1",
+                    "out_id": "a--99",
+                    "created_out": T0,
+                    "modified_out": T0 + 1,
+                    "origin_version_us": T0 + 2,
+                }
+            ]
+        )
+    with store.read() as tx:
+        c = tx.copies(party, other, ["a--1"])["a--1"]
+        assert (c.out_id, c.created_out, c.modified_out, c.origin_version_us) == ("a--99", T0, T0 + 1, T0 + 2)
+        assert [r.orig_id for r in tx.copies_by_out(party, ["a--99", "zz"])] == ["a--1"]
+        assert [r.recipient_id for r in tx.copies_of(other, "a--1")] == [party]
+
+
+def test_releases_due_postpone_drop(store: Store, party: int) -> None:
+    def row(due: int, pool_k: int = 0, agreement_id: int | None = None) -> dict[str, object]:
+        return {
+            "due": due,
+            "recipient_id": party,
+            "sender_id": party,
+            "source_pk": 1,
+            "kind": "intel",
+            "pool_k": pool_k,
+            "epoch": 60 if pool_k else 0,
+            "review": False,
+            "agreement_id": agreement_id,
+        }
+
+    with store.write() as tx:
+        tx.hold([row(T0 + 30), row(T0 + 10, agreement_id=7), row(T0 + 20, pool_k=2)])
+        assert tx.next_due() == T0 + 10
+        due = tx.due(T0 + 20, 10)
+        assert [r.due for r in due] == [T0 + 10, T0 + 20] and due[0].agreement_id == 7
+        assert len(tx.due(T0 + 100, 1)) == 1
+        assert [r.due for r in tx.pooled_due(party, T0 + 100)] == [T0 + 20]
+        tx.postpone([due[0].pk], T0 + 50)
+        tx.drop_releases([due[1].pk])
+    with store.read() as tx:
+        assert [r.due for r in tx.due(T0 + 1000, 10)] == [T0 + 30, T0 + 50]
+
+
+def test_outcomes_keep_the_latest_per_consumer_and_object(store: Store, party: int) -> None:
+    def oc(consumer: int, orig: str, outcome: str) -> dict[str, object]:
+        return {"provider_id": party, "consumer_id": consumer, "orig_id": orig, "outcome": outcome, "at": T0}
+
+    with store.write() as tx:
+        tx.record_outcomes([oc(10, "a", "confirmed-hit"), oc(11, "a", "confirmed-hit"), oc(10, "b", "stale")])
+        tx.record_outcomes([oc(10, "a", "false-positive")])
+        tx.record_outcomes([])
+    with store.read() as tx:
+        assert tx.outcome_counts() == {party: {"confirmed-hit": 1, "false-positive": 1, "stale": 1}}
+
+
+def test_statuses_belong_to_their_party(store: Store, party: int) -> None:
+    with store.write() as tx:
+        tx.add_status("5a5a5a5a-0000-4000-8000-000000000001", party, T0, b'{"x":1}')
+    with store.read() as tx:
+        assert tx.status("5a5a5a5a-0000-4000-8000-000000000001", party) == b'{"x":1}'
+        assert tx.status("5a5a5a5a-0000-4000-8000-000000000001", party + 1) is None
+
+
+def test_audit_appends_without_gaps_and_keeps_the_range(store: Store, party: int) -> None:
+    with store.read() as tx:
+        before = len(tx.audit_rows())
+    with store.write() as tx:
+        tx.append_audit([audit_row("test", {"n": 1}, T0, refs=[(party, "ref-1")]), audit_row("test", {"n": 2}, T0)])
+    with store.write() as tx:
+        tx.append_audit([audit_row("test", {"n": 3}, T0, refs=[(party, "ref-1")])])
+        tx.append_audit([])
+    with store.read() as tx:
+        rows = tx.audit_rows()
+        assert [r.seq for r in rows] == list(range(1, before + 4))
+        assert tx.audit_seq_of(party, "ref-1") == before + 3
+        assert tx.audit_seq_of(party + 1, "ref-1") is None
+        expected = CompactRange()
+        expected.extend([leaf_hash(r.commitment) for r in rows])
+        assert tx.audit_range().root() == expected.root()
+        assert tx.audit_commitments(before + 1)[-1] == rows[before].commitment
