@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PEER_VENV := .venv-medallion
 PEER_STAMP := $(PEER_VENV)/.installed
 
-.PHONY: demo test lint typecheck unit venv peer clean
+.PHONY: demo test lint typecheck unit venv peer clean test-integration-pg
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "cutout needs Python 3.11 or newer on PATH" >&2; exit 1; fi
@@ -43,6 +43,11 @@ unit: $(STAMP)
 
 test: $(STAMP) $(PEER_STAMP) lint typecheck
 	$(BIN)/pytest -q
+
+# the integration suite again with every broker on PostgreSQL (CUTOUT_TEST_POSTGRES; .ci/run does this too)
+test-integration-pg: $(STAMP) $(PEER_STAMP)
+	@if [ -z "$$CUTOUT_TEST_POSTGRES" ]; then echo "set CUTOUT_TEST_POSTGRES=postgresql://…" >&2; exit 1; fi
+	CUTOUT_TEST_INTEGRATION_STORE=postgres $(BIN)/pytest -q tests/integration --deselect tests/integration/test_nodes.py
 
 clean:
 	rm -rf $(VENV) $(PEER_VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import time
 import unicodedata
 import uuid
@@ -15,12 +16,14 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import requests
 import requests.auth
 
 from cutout.demo.server import RunningServer
 from cutout.service import Exchange
 from cutout.settings import Settings, load_settings
+from tests.conftest import reset_postgres
 
 TAXII = "application/taxii+json;version=2.1"
 STIX = "application/stix+json;version=2.1"
@@ -317,7 +320,16 @@ def walk(value: Any, visit: Callable[[str, Any], None], key: str = "") -> None:
 
 
 def make_broker(data_dir: Path, toml: dict[str, Any] | None = None) -> Broker:
-    """Initialise a broker in ``data_dir`` with the library (optionally with a cutout.toml)."""
+    """Initialise a broker in ``data_dir`` with the library (optionally with a cutout.toml).
+
+    With ``CUTOUT_TEST_INTEGRATION_STORE=postgres`` (and CUTOUT_TEST_POSTGRES), the broker's store is that
+    PostgreSQL database, emptied first: the integration suite then runs on PostgreSQL (``make test-pg``)."""
+    if os.environ.get("CUTOUT_TEST_INTEGRATION_STORE") == "postgres":
+        url = os.environ.get("CUTOUT_TEST_POSTGRES", "")
+        if not url:
+            pytest.skip("CUTOUT_TEST_INTEGRATION_STORE=postgres needs CUTOUT_TEST_POSTGRES=postgresql://…")
+        reset_postgres(url)
+        toml = {**(toml or {}), "database_url": url}
     if toml:
         lines = ["[cutout]"] + [f"{k} = {orjson.dumps(v).decode()}" for k, v in toml.items()]
         (data_dir / "cutout.toml").write_text("\n".join(lines) + "\n", "utf-8")
