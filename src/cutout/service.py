@@ -447,6 +447,11 @@ class Exchange:
             "ended": None if row.ended is None else format_ms(row.ended),
         }
 
+    def ping(self) -> None:
+        """Reach the store (a read); StoreUnavailable when it cannot be reached."""
+        with self.store.read() as tx:
+            tx.get_meta("identity")
+
     # -- authentication and collections -------------------------------------------------------------------
     def authenticate(self, name: str | None, token: str) -> Party:
         """The party holding ``token`` (and, with HTTP Basic, named ``name``); AuthError otherwise."""

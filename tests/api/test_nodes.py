@@ -311,6 +311,9 @@ def test_an_unreachable_database_is_a_retryable_503_that_says_nothing_of_it(tmp_
                 assert doc["error_code"] == "store-unavailable" and doc["http_status"] == "503"
                 for secret in ("secret_db_name", "nobody", "127.0.0.1", "psycopg", "connection", "refused"):
                     assert secret not in r.text
+            # the load balancer's readiness check says so too, and nothing more
+            r = client.get("/health")
+            assert (r.status_code, r.json()) == (503, {"status": "unavailable"})
     finally:
         ex.close()
 

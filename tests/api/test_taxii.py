@@ -318,3 +318,8 @@ def test_empty_page_shape(world: World) -> None:
     after = "2026-11-26T10:00:00.5Z"
     r = world.consumer.inbox(added_after=after)
     assert r.headers["X-TAXII-Date-Added-Last"] == "2026-11-26T10:00:00.500000Z"
+
+
+def test_health_needs_no_credentials_and_says_only_ok(world: World) -> None:
+    r = world.client.get("/health")
+    assert (r.status_code, r.json()) == (200, {"status": "ok"})

@@ -318,6 +318,15 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         body = orjson.dumps({"more": False, "objects": list(DEFINITIONS)})
         return Response(body, media_type=MEDIA_STIX)
 
+    # readiness for load balancers: no credentials, says nothing but whether this node reaches its store
+    async def health(request: Request) -> Response:
+        try:
+            await run_in_threadpool(ex.ping)
+        except StoreUnavailable as exc:
+            log.warning("health: store unavailable: %s", _cause(exc))
+            return Response(b'{"status":"unavailable"}', status_code=503, media_type="application/json")
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
     def both(
         path: str, handler: Callable[[Request, Party], Awaitable[Response]], methods: list[str], taxii: bool = True
     ) -> list[Route]:
@@ -326,6 +335,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
 
     coll = root + "/collections/{coll}"
     routes = [
+        Route("/health", health, methods=["GET"]),
         *both("/taxii2", discovery, ["GET"]),
         *both(root, api_root, ["GET"]),
         *both(root + "/status/{status_id}", status, ["GET"]),
