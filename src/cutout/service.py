@@ -926,14 +926,26 @@ class Exchange:
             groups[(recipient, sender, kind, bool(item.get("review")), allow)].append(src)
         redactors: dict[int, Redactor] = {}  # one per sender for the whole run: its memo serves every reader
         grades = self._visible_grades(tx) if groups else {}
+        delivered: dict[int, list[NewObject]] = defaultdict(list)
         for (recipient, sender, kind, review, allow), rows in groups.items():
             objs = [parsed[r.pk] for r in rows]
             if sender not in redactors:
                 sender_row = tx.party_by_id(sender)
                 redactors[sender] = Redactor([sender_row.name, *json.loads(sender_row.terms)])
-            self._release_group(
+            delivered[recipient] += self._release_group(
                 tx, recipient, sender, kind, rows, objs, now, review, redactors[sender], allow, grades.get(sender)
             )
+        for recipient, new in delivered.items():
+            # one insert and one delivery event per reader, in its id order: a group per sender, inserted or
+            # logged one after the other, would show (by where the id order breaks, or by which ids share the
+            # event a receipt proves) which items of a batch came from one sender
+            new.sort(key=lambda n: n.stix_id)
+            tx.add_objects(tx.collection(recipient, "inbox"), new, now)
+            if new:
+                pairs = list(dict.fromkeys((n.stix_id, n.version) for n in new))
+                event = {"to": recipient, "objects": [list(p) for p in pairs]}
+                refs = [(recipient, i) for i in dict.fromkeys(i for i, _ in pairs)]
+                tx.append_audit([audit_row("deliver", event, now, refs=refs)])
 
     def _release_group(
         self,
@@ -948,9 +960,10 @@ class Exchange:
         redactor: Redactor,
         allow: frozenset[str] = frozenset(),
         grade: str | None = None,
-    ) -> None:
+    ) -> list[NewObject]:
         """Release one group: one reader, one sender, one kind (intel, answer, feedback, rfi), one set of
-        options. ``grade``: the sender's source reliability, if consumers may see it."""
+        options. ``grade``: the sender's source reliability, if consumers may see it. Returns the reader's
+        copies; the caller stores them, with those of the other groups, in the reader's inbox."""
         feedback = kind == "feedback"
         if feedback:
             profiles = FEEDBACK_PROFILES
@@ -1098,10 +1111,6 @@ class Exchange:
                 }
             )
             released.append([obj["id"], src.version, out["id"], new[-1].version])
-        inbox = tx.collection(recipient, "inbox")
-        # the order within a batch is the reader's id order, not the sender's envelope order
-        new.sort(key=lambda n: n.stix_id)
-        tx.add_objects(inbox, new, now)
         tx.record_copies(records)
         tx.add_reviews(held)
         event = {
@@ -1112,12 +1121,9 @@ class Exchange:
             "withheld": withheld,
             "held_for_review": [h["source_pk"] for h in held],
         }
-        audit = [audit_row("release", event, now)]
-        if released:
-            # what the reader may be given a receipt for: its own ids only, nothing of the sender
-            delivered = {"to": recipient, "objects": [[r[2], r[3]] for r in released]}
-            audit.append(audit_row("deliver", delivered, now, refs=[(recipient, r[2]) for r in released]))
-        tx.append_audit(audit)
+        tx.append_audit([audit_row("release", event, now)])
+        # the reader's receipts ("deliver": its own ids only, nothing of the sender) are logged by the caller
+        return new
 
     # -- grades ---------------------------------------------------------------------------------------------
     def _visible_grades(self, tx: Tx) -> dict[int, str]:
