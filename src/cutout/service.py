@@ -841,6 +841,10 @@ class Exchange:
             due = tx.due(now, limit)
             if not due:
                 return 0
+            if len(due) == limit:
+                # never cut a batch: everything due at the last instant goes in this run too (a feedback
+                # batch split across runs would show, by the split, which items were sent first)
+                due += tx.due_at(due[-1].due, after_pk=due[-1].pk)
             due = self._pool_gate(tx, due, now)
             items = [
                 {

@@ -272,6 +272,20 @@ def test_a_batch_is_one_delivery_whoever_sent_its_items(world: World) -> None:
     assert all(p == ids for p in proved), "a receipt names only one provider's part of the pooled release"
 
 
+def test_a_batch_is_never_cut_by_the_run_limit(world: World) -> None:
+    """A release run takes at most ``limit`` items, but never part of one instant's batch: otherwise the first
+    run would hold the earliest submissions, and the split would order the batch by the moment sent."""
+    ex, clock = world.exchange, world.clock
+    c = world.callers
+    c["Northern Watch"].send([location(46.0 + i / 100, 33.0, name=f"valley {i}") for i in range(6)])
+    refs = [o["id"] for o in world.inbox("Harbor Command")]
+    for ref in refs:
+        assert c["Harbor Command"].send([_opinion(ref, "stale")]).status_code == 202
+    assert ex.release_due(clock.now + (ex.settings.feedback_epoch + 1) * SECOND, limit=2) == 6
+    ids, proved = _batch_view(world, "Northern Watch", 0)
+    assert len(ids) == 6 and ids == sorted(ids) and all(p == ids for p in proved)
+
+
 # -- no route ----------------------------------------------------------------------------------------------
 
 _ID = re.compile(rb"[a-z0-9-]+--[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -586,6 +586,14 @@ class Tx:
             q = q.with_for_update(skip_locked=True)
         return list(self.conn.execute(q))
 
+    def due_at(self, when: int, after_pk: int) -> list[Row[Any]]:
+        """The rest of the items due at exactly ``when`` (those after ``after_pk``), however many."""
+        r = s.releases
+        q = select(r).where(r.c.due == when, r.c.pk > after_pk).order_by(r.c.pk)
+        if not self.is_sqlite:
+            q = q.with_for_update(skip_locked=True)
+        return list(self.conn.execute(q))
+
     def next_due(self) -> int | None:
         return self.conn.execute(select(func.min(s.releases.c.due))).scalar_one_or_none()
 
