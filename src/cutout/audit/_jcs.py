@@ -27,7 +27,7 @@ def _plain(value: Any) -> bool:
     if kind is str or value is None or kind is bool:
         return True
     if kind is int:
-        return -_INT_MAX <= value <= _INT_MAX
+        return bool(-_INT_MAX <= value <= _INT_MAX)
     if kind is list or kind is tuple:
         return all(_plain(v) for v in value)
     if kind is dict:
