@@ -704,6 +704,7 @@ class Exchange:
                 key = (item["recipient_id"], item["sender_id"], item["kind"], bool(item.get("review")))
                 groups[key].append(src)
         redactors: dict[int, Redactor] = {}  # one per sender for the whole run: its memo serves every reader
+        shared: dict[Any, Any] = {}  # copies made once for all readers of an object (Sanitizer.sanitize)
         for (recipient, sender, kind, review), rows in groups.items():
             objs = [parsed[r.pk] for r in rows]
             if recheck and kind == "intel":
@@ -714,7 +715,9 @@ class Exchange:
                 if sender not in redactors:
                     sender_row = tx.party_by_id(sender)
                     redactors[sender] = Redactor([sender_row.name, *json.loads(sender_row.terms)])
-                self._release_group(tx, recipient, sender, kind, rows, objs, now, review, redactors[sender])
+                self._release_group(
+                    tx, recipient, sender, kind, rows, objs, now, review, redactors[sender], shared=shared
+                )
 
     def _still_agreed(self, tx: Tx, sender: int, recipient: int, objs: Sequence[Mapping[str, Any]]) -> list[bool]:
         """Agreements may have ended while an item was held: decide again (fail closed)."""
@@ -733,6 +736,8 @@ class Exchange:
         now: int,
         review: bool,
         redactor: Redactor,
+        *,
+        shared: dict[Any, Any] | None = None,
     ) -> None:
         feedback = kind == "feedback"
         sanitizer = Sanitizer(
@@ -808,6 +813,7 @@ class Exchange:
                 modified_us=modified,
                 tlp=object_tlp(obj, self.settings.unmarked_level),
                 resolve=resolve,
+                shared=shared,
             )
             if out is None:
                 withheld.append([obj["id"], reason])
