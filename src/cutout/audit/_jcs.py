@@ -23,16 +23,25 @@ _INT_MAX = 2**53 - 1
 
 def _plain(value: Any) -> bool:
     """Whether ``value`` is in the domain where orjson's output is the JCS output."""
-    kind = type(value)
-    if kind is str or value is None or kind is bool:
-        return True
-    if kind is int:
-        return bool(-_INT_MAX <= value <= _INT_MAX)
-    if kind is list or kind is tuple:
-        return all(_plain(v) for v in value)
-    if kind is dict:
-        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
-    return False
+    stack = [value]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is int:
+            if not -_INT_MAX <= item <= _INT_MAX:
+                return False
+        elif kind is list or kind is tuple:
+            push(item)
+        elif kind is dict:
+            if not all(type(k) is str and k.isascii() for k in item):
+                return False
+            push(item.values())
+        else:
+            return False
+    return True
 
 
 def dumps(value: Any) -> bytes:
