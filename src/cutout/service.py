@@ -184,6 +184,8 @@ class Exchange:
         self.keys = keys
         self._validator = validator
         self._aead = AESGCM(keys.cursor_key)
+        #: collections by uuid: a collection never changes its id, owner or kind, nor goes away
+        self._collections: dict[str, Collection] = {}
         with store.read() as tx:
             identity = tx.get_meta("identity")
         if identity is None:
@@ -453,11 +455,16 @@ class Exchange:
 
     def collection(self, party: Party, coll_uuid: str) -> Collection:
         """One of the caller's own collections; any other id is simply not found."""
-        with self.store.read() as tx:
-            row = tx.collection_by_uuid(coll_uuid)
-        if row is None or row.party_id != party.id:
+        coll = self._collections.get(coll_uuid)
+        if coll is None:
+            with self.store.read() as tx:
+                row = tx.collection_by_uuid(coll_uuid)
+            if row is None:
+                raise NotFound("no such collection")
+            coll = self._collections[coll_uuid] = Collection(row.id, row.uuid, row.party_id, row.kind)
+        if coll.party_id != party.id:
             raise NotFound("no such collection")
-        return Collection(row.id, row.uuid, row.party_id, row.kind)
+        return coll
 
     # -- accept ---------------------------------------------------------------------------------------------
     def submit(self, party: Party, coll_uuid: str, objects: Sequence[Any]) -> dict[str, Any]:
