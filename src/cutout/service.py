@@ -205,7 +205,9 @@ class Exchange:
         """Load the validator and vocabularies now, so the first submission is not the one that pays.
 
         Everything loaded so far lives as long as the process: ``gc.freeze()`` keeps the cyclic garbage
-        collector from walking it again at every full collection (an eighth of an ingest's time otherwise).
+        collector from walking it again at every full collection, and a younger generation of 10,000
+        objects instead of 700 lets an envelope's objects come and go between collections (together, GC
+        fell from about 12% to 2% of an ingest's CPU time).
         """
         from cutout.sanitize.vocab import vocabularies
 
@@ -213,6 +215,7 @@ class Exchange:
         _ = self.validator
         gc.collect()
         gc.freeze()
+        gc.set_threshold(10_000, 10, 10)
 
     # -- set-up -------------------------------------------------------------------------------------------
     @staticmethod
