@@ -853,12 +853,15 @@ class Exchange:
                 modified = prev.modified_out + 1000
             created = min(created, modified)
             redactor.count = 0
+            tlp = memo.get(("tlp", id(obj)))
+            if tlp is None:
+                tlp = memo[("tlp", id(obj))] = object_tlp(obj, unmarked)
             out, reason = sanitizer.sanitize(
                 obj,
                 keyed=keyed(obj["type"], obj["id"]),
                 created_us=created,
                 modified_us=modified,
-                tlp=object_tlp(obj, unmarked),
+                tlp=tlp,
                 resolve=resolve,
                 shared=shared,
             )
@@ -895,7 +898,7 @@ class Exchange:
         inbox = tx.collection(recipient, "inbox")
         # the order within a batch is the reader's id order, not the sender's envelope order
         new.sort(key=lambda n: n.stix_id)
-        tx.add_objects(inbox, new, now)
+        tx.add_objects(inbox, new, now, returning=False)
         tx.record_copies(records)
         tx.add_reviews(held)
         event = {

@@ -304,10 +304,11 @@ class Tx:
         self.conn.execute(update(s.agreements).where(s.agreements.c.id == agreement_id).values(ended=now))
 
     # -- objects --------------------------------------------------------------------------------------
-    def add_objects(self, coll: Any, new: Sequence[NewObject], now: int) -> list[int | None]:
+    def add_objects(self, coll: Any, new: Sequence[NewObject], now: int, *, returning: bool = True) -> list[int | None]:
         """Add objects to a collection; exact duplicates (same id and version) are skipped.
 
-        Returns, for each input, the pk of the stored row, or None for a duplicate. ``date_added`` is
+        Returns, for each input, the pk of the stored row, or None for a duplicate (with ``returning=False``,
+        -1 instead of the pk: the caller does not need it, and it is not read back). ``date_added`` is
         unique and strictly increasing per collection.
         """
         if not new:
@@ -374,6 +375,8 @@ class Tx:
                 rows,
             )
             self._exec("UPDATE collections SET last_added = ? WHERE id = ?", (added - 1, coll_id))
+            if not returning:
+                return result
             first = added - len(rows)
             pks = dict(
                 self._exec(
@@ -528,17 +531,10 @@ class Tx:
 
     def plan_copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> None:
         """Record that objects are due to a recipient (so references to them are kept)."""
-        wanted = sorted(set(orig_ids))
-        have: set[str] = set()
-        for chunk in _chunks(wanted, 500):
-            cur = self._exec(
-                f"SELECT orig_id FROM copies WHERE recipient_id = ? AND sender_id = ? AND orig_id IN ({_marks(chunk)})",
-                (recipient_id, sender_id, *chunk),
-            )
-            have.update(r[0] for r in cur.fetchall())
+        # a copy already planned (or released) stays as it is: its primary key refuses the new row
         self._many(
-            "INSERT INTO copies (recipient_id, sender_id, orig_id) VALUES (?, ?, ?)",
-            [(recipient_id, sender_id, o) for o in wanted if o not in have],
+            "INSERT INTO copies (recipient_id, sender_id, orig_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(recipient_id, sender_id, o) for o in sorted(set(orig_ids))],
         )
 
     def record_copies(self, rows: Sequence[dict[str, Any]]) -> None:
