@@ -7,6 +7,7 @@ insert the rows with one SQLite ``executemany`` per envelope in one transaction,
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import sqlite3
@@ -60,6 +61,31 @@ def machine_limit(objects: Sequence[dict[str, Any]], per: int = 1000, repeat: in
         "rate": len(objects) / best,
         "orjson_rate": len(objects) / parse_serialise if parse_serialise > 0 else 0.0,
     }
+
+
+def durable_commit(samples: int = 300) -> dict[str, float]:
+    """Seconds one durable commit takes: a one-row transaction in SQLite, WAL, ``synchronous=FULL`` (one fsync
+    of the WAL), on the same file system as the servers' data. Every acknowledged POST waits for one; how long
+    depends on the disk and on what else writes to it."""
+    times: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-commit-") as tmp:
+        db = sqlite3.connect(Path(tmp) / "commit.db", isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("CREATE TABLE t (pk INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+            body = os.urandom(1100)
+            for i in range(samples + 10):
+                start = time.perf_counter()
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT INTO t (body) VALUES (?)", (body,))
+                db.execute("COMMIT")
+                if i >= 10:
+                    times.append(time.perf_counter() - start)
+        finally:
+            db.close()
+    times.sort()
+    return {"p50": times[len(times) // 2], "p99": times[max(0, math.ceil(0.99 * len(times)) - 1)]}
 
 
 def cpu_snapshot() -> tuple[float, float]:

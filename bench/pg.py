@@ -236,6 +236,11 @@ def carry_section(path: Path, text: str) -> str:
     return text if found is None else text.rstrip("\n") + "\n\n" + found.group(0)
 
 
+def strip_section(text: str) -> str:
+    """``text`` without the PostgreSQL section."""
+    return re.sub(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", "", text, flags=re.S)
+
+
 def _put_section(path: Path, block: str) -> None:
     old = path.read_text("utf-8") if path.exists() else ""
     found = re.search(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", old, re.S)

@@ -158,6 +158,29 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
                     _verdict(None if cv is None else cv <= bound),
                 )
             )
+    floor, commit = get("latency.floor"), get("machine.commit")
+    if floor is not None and floor.samples:
+        rows.append(
+            Row(
+                "  floor: the same POST → GET against a server that does nothing (taxii2-client, HTTP), p50 / p99",
+                f"{_ms(floor.p50)} / {_ms(floor.p99)}",
+                "",
+                "",
+                "",
+                "",
+            )
+        )
+    if commit is not None:
+        rows.append(
+            Row(
+                "  floor: one durable commit (SQLite WAL, FULL: one fsync) on this disk, p50 / p99",
+                f"{_ms(commit['p50'])} / {_ms(commit['p99'])}",
+                "",
+                "",
+                "",
+                "",
+            )
+        )
     for extra in r.get("latency.medallion.extra", []):
         rows.append(
             Row(

@@ -28,12 +28,22 @@ from types import FrameType
 from typing import Any
 
 from bench import machine, measure
-from bench.pg import carry_section
+from bench.pg import carry_section, strip_section
 from bench.report import build_rows, markdown_table, text_table
-from bench.servers import CRASH_LOGS, REPO, CutoutServer, MedallionServer, medallion_available, stop_all
+from bench.servers import (
+    CRASH_LOGS,
+    REPO,
+    CutoutServer,
+    MedallionServer,
+    StubServer,
+    medallion_available,
+    stop_all,
+)
 from bench.workload import Workload, check_with_stix2, mean_size
 
 GROUPS = ("machine", "ingest", "fetch", "latency", "fanout")
+#: what follows this line in the report is written by hand, and kept when the figures above it are rewritten
+ANALYSIS_MARK = "<!-- analysis: written by hand; bench/run.py keeps everything from here on -->"
 ALIASES = {"memory": ("ingest", "fetch")}
 
 
@@ -133,6 +143,14 @@ class Run:
         limit = machine.machine_limit(self.objects(self.sizes.machine_objects))
         self.results["machine"] = limit
         log(f"machine limit: {limit['rate']:,.0f} objects/s (orjson alone {limit['orjson_rate']:,.0f}/s)")
+        commit = machine.durable_commit()
+        self.results["machine.commit"] = commit
+        log(f"durable commit of one row: p50 {commit['p50'] * 1000:.2f} ms, p99 {commit['p99'] * 1000:.2f} ms")
+        with StubServer() as stub:
+            n = self.sizes.latency_samples + 3
+            floor = measure.latency(stub, self.workload.singles(n), 0)
+        self.results["latency.floor"] = floor
+        log(f"latency floor (client + HTTP, a server that does nothing): p50 {floor.p50 * 1000:.2f} ms")
 
     def ingest(self) -> None:
         s = self.sizes
@@ -467,6 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     if out is not None:
         desc = machine.describe()
         text = document(run, markdown_table(rows), desc, elapsed, mean, others)
+        kept = out.read_text("utf-8") if out.exists() else ""
+        if ANALYSIS_MARK in kept:  # the analysis is written by hand: keep it below the new figures
+            analysis = strip_section(kept[kept.index(ANALYSIS_MARK) :])
+            text = text.rstrip("\n") + "\n\n" + analysis.rstrip("\n") + "\n"
         out.write_text(carry_section(out, text), "utf-8")  # the PostgreSQL section (bench.pg) stays
         log(f"wrote {out}")
     for crash in CRASH_LOGS:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -361,3 +362,38 @@ class MedallionServer(Server):
 
     def reader(self, who: Party) -> Collection:
         return self._collection(self.url(), who)
+
+
+class StubServer(Server):
+    """``bench/stub.py``: a TAXII server that does nothing, for the floor under the latency measurement."""
+
+    def __init__(self) -> None:
+        super().__init__("stub", Path(tempfile.mkdtemp(prefix="stub-bench-")))
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        log = self.work / "stub.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.stub", str(port)], stdout=out, stderr=subprocess.STDOUT, cwd=REPO
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                shutil.rmtree(self.work, ignore_errors=True)
+                raise RuntimeError(f"the stub server did not start: {log.read_text(errors='replace')[-2000:]}")
+            try:
+                httpx.get(base + "/", timeout=1.0)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self._started(proc, base)
+        self.provider = self.consumer = Party("stub", "stub")
+
+    def writer(self, who: Party) -> Collection:
+        return self._collection(f"{self.base}/api/collections/00000000-0000-4000-8000-000000000000/", who)
+
+    def reader(self, who: Party) -> Collection:
+        return self._collection(f"{self.base}/api/collections/00000000-0000-4000-8000-000000000000/", who)

@@ -33,3 +33,15 @@ def test_sco_ids_match_the_stix2_library() -> None:
 
 def test_sco_without_contributing_properties() -> None:
     assert sco_id("process", {"pid": 4}, PROFILES["process"].id_contributing) is None
+
+
+def test_keyed_ids_are_the_uuid_module_s_v4_of_the_hmac() -> None:
+    import hashlib
+    import hmac
+    import os
+
+    for _ in range(200):
+        key = os.urandom(32)
+        parts = ("intel", str(int.from_bytes(os.urandom(2))), "7", f"indicator--{uuid.uuid4()}")
+        digest = hmac.new(key, "\x1f".join(("indicator", *parts)).encode(), hashlib.sha256).digest()
+        assert keyed_id(key, "indicator", *parts) == f"indicator--{uuid.UUID(bytes=digest[:16], version=4)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -220,3 +221,82 @@ def test_custom_vocabulary_values_and_hash_names_do_not_leave() -> None:
     out, _ = run(f)
     assert out is not None
     assert out["hashes"] == {"SHA-256": "a" * 64}
+
+
+# -- one copy shared by every reader of an object: the same copies as made one by one ------------------------
+def _uuid4(n: int) -> str:
+    return f"{n:08x}-0000-4000-8000-{n:012x}"
+
+
+def _shared_cases() -> list[dict[str, Any]]:
+    from bench.workload import Workload
+
+    report = {
+        "type": "report",
+        "spec_version": "2.1",
+        "id": "report--4f6a1e52-0a2c-4a53-9a3b-0e6a2b5c9d12",
+        "created": "2026-11-20T05:41:17.382Z",
+        "modified": "2026-11-20T05:41:17.382Z",
+        "name": "Northern Watch weekly",
+        "published": "2026-11-20T05:41:17.382Z",
+        "object_refs": [f"indicator--{_uuid4(2)}", f"indicator--{_uuid4(1)}", f"ipv4-addr--{_uuid4(3)}"],
+    }
+    rel = {
+        "type": "relationship",
+        "spec_version": "2.1",
+        "id": f"relationship--{_uuid4(9)}",
+        "created": "2026-11-20T05:41:17.382Z",
+        "modified": "2026-11-20T05:41:17.382Z",
+        "relationship_type": "uses",
+        "source_ref": f"malware--{_uuid4(4)}",
+        "target_ref": f"indicator--{_uuid4(1)}",
+    }
+    sighting = {
+        "type": "sighting",
+        "spec_version": "2.1",
+        "id": f"sighting--{_uuid4(10)}",
+        "created": "2026-11-20T05:41:17.382Z",
+        "modified": "2026-11-20T05:41:17.382Z",
+        "sighting_of_ref": f"indicator--{_uuid4(1)}",
+        "where_sighted_refs": [f"location--{_uuid4(5)}"],
+        "first_seen": "2026-11-20T05:41:00.000Z",
+        "last_seen": "2026-11-20T05:41:00.000Z",
+        "description": "seen by Northern Watch at +44 20 7946 0958",
+    }
+    return [INDICATOR, report, rel, sighting, *Workload().objects(40)]
+
+
+def _readers() -> list[Callable[[str], str | None]]:
+    ids = [f"indicator--{_uuid4(1)}", f"indicator--{_uuid4(2)}", f"ipv4-addr--{_uuid4(3)}"]
+    ids += [f"malware--{_uuid4(4)}", f"location--{_uuid4(5)}"]
+    full = {i: f"{i.partition('--')[0]}--{_uuid4(100 + n)}" for n, i in enumerate(ids)}
+    other = {i: f"{i.partition('--')[0]}--{_uuid4(200 + n)}" for n, i in enumerate(ids)}
+    missing = {i: v for i, v in other.items() if "location" not in i and "indicator--0000000" not in i}
+    merged = dict(full) | {ids[1]: full[ids[0]]}  # two references that become one for this reader
+    retyped = dict(full) | {ids[4]: f"identity--{_uuid4(300)}"}
+
+    def anything(ref: str) -> str | None:  # any reference, e.g. the workload's: keyed like the service does
+        return full.get(ref) or f"{ref.partition('--')[0]}--{_uuid4(abs(hash(ref)) % 10**9)}"
+
+    return [full.get, other.get, missing.get, merged.get, retyped.get, anything, full.get]
+
+
+@pytest.mark.parametrize("feedback", [False, True])
+def test_shared_copies_are_the_copies_made_one_by_one(feedback: bool) -> None:
+    kw: dict[str, Any] = {"profiles": FEEDBACK_PROFILES, "bucket_counts": True} if feedback else {}
+    shared_s, alone_s = sanitizer(**kw), sanitizer(**kw)
+    shared: dict[Any, Any] = {}
+    for obj in _shared_cases():
+        for n, resolve in enumerate(_readers()):
+            for stamp in (T0, T0 + 60_000_000):
+                args: dict[str, Any] = {
+                    "keyed": f"{obj['type']}--{_uuid4(1000 + n)}",
+                    "created_us": T0,
+                    "modified_us": stamp,
+                    "tlp": 1 + n % 2,
+                    "resolve": resolve,
+                }
+                shared_s.redact.count = alone_s.redact.count = 0
+                assert shared_s.sanitize(obj, shared=shared, **args) == alone_s.sanitize(obj, **args)
+                assert shared_s.redact.count == alone_s.redact.count
+    assert shared  # the shared path was taken

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import rfc8785
+from cutout.audit._jcs import dumps as canonical_json
 
 __all__ = ["audit_row", "commitment"]
 
@@ -25,7 +25,7 @@ def audit_row(kind: str, event: Mapping[str, Any], now: int, refs: Sequence[tupl
     """A row for the audit table: the event as canonical JSON, a fresh salt and its commitment.
 
     ``refs`` are the (party, status or object id) under which a party may later ask for its receipt."""
-    body = rfc8785.dumps({"kind": kind, "at": now, **event})
+    body = canonical_json({"kind": kind, "at": now, **event})
     salt = os.urandom(16)
     row = {"at": now, "kind": kind, "salt": salt, "commitment": commitment(salt, body), "event": body}
     if refs:

@@ -6,9 +6,10 @@ exact, and what the store keeps for ``date_added``.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from cutout.errors import BadRequest
 
@@ -22,7 +23,7 @@ __all__ = [
 ]
 
 _TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
 
 
 def now_us() -> int:
@@ -30,19 +31,26 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+@functools.lru_cache(maxsize=65_536)
 def parse_us(text: str) -> int:
-    """Parse an RFC 3339 UTC timestamp with 0-9 fractional digits; digits past microseconds are cut."""
+    """Parse an RFC 3339 UTC timestamp with 0-9 fractional digits; digits past microseconds are cut.
+
+    Cached: an object's created, modified and valid_from are often one timestamp, and a release run
+    formats and reads the same release stamp for every copy.
+    """
     m = _TS.match(text)
     if m is None:
         raise BadRequest(f"not a STIX/TAXII timestamp (YYYY-MM-DDTHH:MM:SS[.s+]Z): {text[:64]!r}")
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    frac = (m.group(7) or "").ljust(6, "0")[:6]
+    year, month, day, hour, minute, second = map(int, m.group(1, 2, 3, 4, 5, 6))
+    frac = m.group(7)
     try:
-        dt = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
+        days = date(year, month, day).toordinal() - _EPOCH_DAY
     except ValueError as exc:
         raise BadRequest(f"not a valid date: {text[:64]!r}") from exc
-    delta = dt - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + int(frac)
+    if hour > 23 or minute > 59:
+        raise BadRequest(f"not a valid date: {text[:64]!r}")
+    seconds = days * 86_400 + hour * 3600 + minute * 60 + min(second, 59)
+    return seconds * 1_000_000 + (int(frac[:6].ljust(6, "0")) if frac else 0)
 
 
 def _split(us: int) -> tuple[datetime, int]:
@@ -50,16 +58,20 @@ def _split(us: int) -> tuple[datetime, int]:
     return datetime.fromtimestamp(seconds, tz=UTC), micro
 
 
+@functools.lru_cache(maxsize=65_536)
 def format_us(us: int) -> str:
     """Format with six fractional digits (TAXII ``date_added``: microsecond precision)."""
     dt, micro = _split(us)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{micro:06d}Z"
+    return f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{micro:06d}Z"
 
 
+@functools.lru_cache(maxsize=65_536)
 def format_ms(us: int) -> str:
     """Format with exactly three fractional digits (what cutout puts in STIX content)."""
     dt, micro = _split(us)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{micro // 1000:03d}Z"
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{micro // 1000:03d}Z"
+    )
 
 
 def floor_us(us: int, granularity_s: int) -> int:

@@ -458,12 +458,22 @@ def _comparison_message(first: str, op: str, second: str, where: str = "") -> st
 
 
 def _check_timestamp(name: str, value: JSON, errs: list[str], where: str = "") -> None:
+    if type(value) is str and value in _GOOD_TIMESTAMPS:
+        return
     if not isinstance(value, str):
         raise _Refused(f"{where}'{name}' must be a string")
     if _TIMESTAMP_RE.match(value) and not (value[8:10] <= "28" and value[17:19] != "60" and value[0:4] != "0000"):
         reason = _calendar_error(value)
         if reason:
             errs.append(f"{where}'{name}' {_short(value)} is not a valid timestamp: {reason}")
+            return
+    if len(_GOOD_TIMESTAMPS) >= 65_536:
+        _GOOD_TIMESTAMPS.clear()
+    _GOOD_TIMESTAMPS.add(value)
+
+
+#: strings this check found nothing wrong with (an object's created, modified and valid_from are often one)
+_GOOD_TIMESTAMPS: Final[set[str]] = set()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1201,6 +1211,32 @@ def _should_one_observable(obj: JSON) -> None:
 _SHOULDS: Final[tuple[Callable[[dict[str, JSON]], None], ...]] = (_should_general, _should_observable)
 
 
+@functools.lru_cache(maxsize=1024)
+def _checks_for(
+    kind: str,
+) -> tuple[tuple[Callable[[dict[str, JSON], list[str]], None], ...], tuple[Callable[[dict[str, JSON]], None], ...]]:
+    """The MUST and SHOULD checks that can find or raise anything for an object of this type, in order.
+
+    Each check left out returns at once for every other type (its first test is of the type, or of
+    :func:`_observables`, which is empty unless the type is observed-data or an observable's).
+    """
+    observable = kind == "observed-data" or kind in _OBSERVABLE_TYPES
+    only: dict[Callable[..., None], bool] = {
+        _must_observable_timestamp_order: observable,
+        _must_marking_circular_refs: kind == "marking-definition",
+        _must_observable_references: kind == "observed-data",
+        _must_iana: observable,
+        _must_pattern: kind == "indicator",
+        _must_language_contents: kind == "language-content",
+        _must_uuid_versions: kind in _UUID4_ONLY_UNLESS or kind == "process",
+        _should_observable: observable,
+    }
+    return (
+        tuple(m for m in _MUSTS if only.get(m, True)),
+        tuple(c for c in _SHOULDS if only.get(c, True)),
+    )
+
+
 def _has_odd_observable_ids(inst: dict[str, JSON]) -> bool:
     """True if a SHOULD warning about an embedded observable could carry a non-string, non-int id.
 
@@ -1389,10 +1425,12 @@ class Validator:
             self._checks_one_by_one(inst, errs, crashes, prefix)
         else:
             mark = len(errs)
+            kind = inst.get("type")
+            musts, shoulds = _checks_for(kind) if type(kind) is str else (_MUSTS, _SHOULDS)
             try:  # all checks in one go; only if one raises, redo them one by one for precise messages
-                for must in _MUSTS:
+                for must in musts:
                     must(inst, errs)
-                for should in _SHOULDS:
+                for should in shoulds:
                     should(inst)
             except Exception:
                 del errs[mark:]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cutout.extensions import REQUEST_TYPE
@@ -156,6 +156,7 @@ class Sanitizer:
         free_labels: bool = False,
         lang: bool = False,
         extend: Callable[[Mapping[str, Any], dict[str, Any]], None] | None = None,
+        variant: Hashable = None,
     ) -> None:
         """``profiles``: the strict ones, or those of ``cutout.sanitize.overrides.profiles_for``; ``labels``: the
         exchange's vocabulary (``label_vocabulary``), the only labels released unless ``free_labels`` (then
@@ -171,6 +172,7 @@ class Sanitizer:
         self.free_labels = free_labels
         self.lang = lang
         self.extend = extend
+        self.variant = variant
 
     def sanitize(
         self,
@@ -181,13 +183,101 @@ class Sanitizer:
         modified_us: int,
         tlp: int,
         resolve: Callable[[str], str | None],
+        shared: dict[Any, Any] | None = None,
     ) -> tuple[dict[str, Any] | None, str]:
         """The copy of ``obj`` for one reader, or ``(None, reason)`` when it may not be released.
 
         ``keyed`` is the reader's id for an SDO/SRO (and the fallback for an SCO without ID contributing
         properties); ``resolve`` maps a referenced original id to the reader's id, or None when the
         target is not released to that reader.
+
+        ``shared``, a dict kept for one release run (while ``obj`` lives), lets readers of the same object
+        share the work: the copy is built and validated once with stand-in ids (see :meth:`_template`),
+        and each reader's copy is that one with its own ids put in. Whenever a reader's ids would change
+        more than the ids' values (a reference not released to it, two references becoming one), that
+        reader's copy is built from scratch instead.
         """
+        raw_type = obj.get("type")
+        profile = self.profiles.get(raw_type) if isinstance(raw_type, str) else None
+        if shared is None or profile is None or not profile.released or profile.category == "sco":
+            return self._sanitize(obj, keyed, created_us, modified_us, tlp, resolve)
+        key = (
+            id(obj),
+            id(profile),
+            id(self.redact),
+            self.bucket_counts,
+            self.free_labels,
+            self.lang,
+            self.variant,
+            created_us,
+            modified_us,
+            tlp,
+        )
+        template = shared.get(key)
+        if template is None:
+            before = self.redact.count
+            template = shared[key] = (obj, profile, *self._template(obj, profile, created_us, modified_us, tlp))
+            self.redact.count = before  # counted below, as for every reader
+        _, _, out, redactions, refs, origin = template
+        if out is None:
+            return self._sanitize(obj, keyed, created_us, modified_us, tlp, resolve)
+        copy = dict(out)
+        copy["id"] = keyed
+        for name, many in refs:
+            if many:
+                stand_ins = out[name]
+                real = {resolve(origin[r]) for r in stand_ins}
+                if None in real or len(real) != len(stand_ins) or not all(map(_same_type, stand_ins, real)):
+                    return self._sanitize(obj, keyed, created_us, modified_us, tlp, resolve)
+                copy[name] = sorted(real)
+            else:
+                one = resolve(origin[out[name]])
+                if one is None or not _same_type(out[name], one):
+                    return self._sanitize(obj, keyed, created_us, modified_us, tlp, resolve)
+                copy[name] = one
+        self.redact.count += redactions
+        return copy, ""
+
+    def _template(
+        self, obj: Mapping[str, Any], profile: TypeProfile, created_us: int, modified_us: int, tlp: int
+    ) -> tuple[dict[str, Any] | None, int, list[tuple[str, bool]], dict[str, str]]:
+        """The copy every reader of an SDO/SRO shares, with stand-ins for its own id and its references.
+
+        A stand-in is an id of the referenced object's type with a UUIDv4 of its own, so the copy is as
+        valid as any reader's: the validator looks at an id's type and form, never at which UUID it is.
+        Returns the copy (None if withheld), the redactions made, the reference properties it has
+        (name, is a list) and each stand-in's original id.
+        """
+        origin: dict[str, str] = {}
+        stand_in: dict[str, str] = {}
+
+        def resolve(ref: str) -> str | None:
+            found = stand_in.get(ref)
+            if found is None:
+                found = f"{ref.partition('--')[0]}--00000000-0000-4000-8000-{len(stand_in) + 1:012x}"
+                stand_in[ref] = found
+                origin[found] = ref
+            return found
+
+        before = self.redact.count
+        keyed = f"{profile.type}--00000000-0000-4000-8000-000000000000"
+        out, _ = self._sanitize(obj, keyed, created_us, modified_us, tlp, resolve)
+        refs = [
+            (name, treatment is T.REFS)
+            for name, treatment in profile.properties.items()
+            if treatment in (T.REF, T.REFS) and out is not None and name in out
+        ]
+        return out, self.redact.count - before, refs, origin
+
+    def _sanitize(
+        self,
+        obj: Mapping[str, Any],
+        keyed: str,
+        created_us: int,
+        modified_us: int,
+        tlp: int,
+        resolve: Callable[[str], str | None],
+    ) -> tuple[dict[str, Any] | None, str]:
         raw_type = obj.get("type")
         profile = self.profiles.get(raw_type) if isinstance(raw_type, str) else None
         if profile is None or not profile.released:
@@ -321,6 +411,10 @@ class Sanitizer:
             if kept:
                 out[lang] = kept
         return out or None
+
+
+def _same_type(a: Any, b: Any) -> bool:
+    return isinstance(b, str) and a.partition("--")[0] == b.partition("--")[0]
 
 
 def _public_references(value: Any) -> list[dict[str, str]]:

@@ -68,6 +68,7 @@ class Redactor:
         ordered = [r"\s+".join(re.escape(w) for w in t.split()) for t in sorted(words, key=len, reverse=True)]
         self._pattern = re.compile(r"(?<!\w)(?:" + "|".join([*_ALWAYS, *ordered]) + r")(?!\w)", re.IGNORECASE)
         self._terms = re.compile(r"(?<!\w)(?:" + "|".join(ordered) + r")(?!\w)", re.IGNORECASE) if ordered else None
+        self._keys = _ascii_keys(words)
         self._memo: dict[str, tuple[str, int]] = {}
         self._addresses = re.compile(rf"(?<![\w.:])(?:{_IPV4}|{_IPV6})(?![\w:])", re.IGNORECASE)
 
@@ -78,7 +79,8 @@ class Redactor:
         # one object's text is redacted once, however many readers it is released to
         hit = self._memo.get(text)
         if hit is None:
-            hit = self._pattern.subn(REDACTED, unicodedata.normalize("NFKC", text))
+            norm = unicodedata.normalize("NFKC", text)
+            hit = self._pattern.subn(REDACTED, norm) if self._may_match(norm) else (norm, 0)
             if len(self._memo) < 100_000:
                 self._memo[text] = hit
         self.count += hit[1]
@@ -88,7 +90,7 @@ class Redactor:
         """Whether an identifier (an observable's value, a pattern) names the party: one of its terms, or an
         address in one of its ranges. Such an object is the party's own asset and is withheld whole."""
         norm = unicodedata.normalize("NFKC", text)
-        if self._terms is not None and self._terms.search(norm):
+        if self._terms is not None and self._terms_may_match(norm) and self._terms.search(norm):
             return True
         if self._networks:
             for found in self._addresses.finditer(norm):
@@ -99,3 +101,49 @@ class Redactor:
                 if any(address in net for net in self._networks if net.version == address.version):
                     return True
         return False
+
+    # The one regex above tries every alternative at every position of the text: most text has nothing to
+    # redact, and these cheap tests say so first. Each is implied by a match of the alternative it stands
+    # for, so text they pass over has no match (tests/unit/test_redact.py holds the outputs to the regex's).
+    def _may_match(self, norm: str) -> bool:
+        if "://" in norm or "@" in norm or "+" in norm or ":" in norm:  # URL, e-mail, phone, IPv6
+            return True
+        dot = norm.find(".", 1)  # IPv4: a dot after a decimal digit (\d is Unicode's Nd, as isdecimal)
+        while dot != -1:
+            if norm[dot - 1].isdecimal():
+                return True
+            dot = norm.find(".", dot + 1)
+        return self._terms is not None and self._terms_may_match(norm)
+
+    def _terms_may_match(self, norm: str) -> bool:
+        if self._keys is not None and norm.isascii():
+            lowered = norm.lower()
+            return any(key in lowered for key in self._keys)
+        return self._terms is not None and self._terms.search(norm) is not None
+
+
+def _ascii_keys(words: Iterable[str]) -> tuple[str, ...] | None:
+    """For each term that can match ASCII text: its longest word as that ASCII text would read lowercased.
+
+    A match of the term (case-insensitive, as ``re.IGNORECASE`` compares one character with another)
+    contains that word, so ASCII text whose lowercase lacks every key matches no term. A character of a
+    term that matches no ASCII character rules its term out for ASCII text; None when some character
+    matches ASCII characters of two different lowercases (no key can stand for it).
+    """
+    keys: set[str] = set()
+    for term in words:
+        longest = max(term.split(), key=len)
+        key: list[str] = []
+        for ch in longest:
+            if ch.isascii():
+                key.append(ch.lower())
+                continue
+            found = {c.lower() for c in map(chr, range(128)) if re.fullmatch(re.escape(ch), c, re.IGNORECASE)}
+            if len(found) > 1:
+                return None
+            if not found:
+                break
+            key.append(found.pop())
+        else:
+            keys.add("".join(key))
+    return tuple(sorted(keys))

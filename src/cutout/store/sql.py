@@ -12,28 +12,34 @@ another node is changing, and a ``date_added`` becomes visible only after every 
 collection is committed. A database that cannot be reached, or a lock not granted in time, is
 ``StoreUnavailable``: the request may or may not have been committed (a connection can drop during COMMIT),
 and resending it is safe, since a duplicate (same id and version) is stored once.
+
+The methods on the paths every submission, release and page takes speak to the driver directly (its
+cursor, SQL text written once, ``executemany`` with tuples): SQLAlchemy's statement building, compilation
+cache look-ups and per-row parameter processing cost more than SQLite's own work there. Rows come back as
+named tuples with the columns the query named (``SELECT *`` where a table may grow columns), booleans as
+``bool`` on both databases.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Connection,
     Engine,
-    and_,
-    bindparam,
     create_engine,
     delete,
     event,
     func,
     insert,
     inspect,
-    or_,
     select,
     update,
 )
@@ -174,10 +180,53 @@ class Tx:
     def __init__(self, conn: Connection, is_sqlite: bool) -> None:
         self.conn = conn
         self.is_sqlite = is_sqlite
+        self._cur: Any = None
+
+    # -- the driver, directly (see the module docstring) -------------------------------------------
+    def _cursor(self) -> Any:
+        cur = self._cur
+        if cur is None:
+            # the DBAPI connection of this transaction: statements run on it belong to the transaction
+            cur = self._cur = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        return cur
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        cur = self._cursor()
+        cur.execute(sql if self.is_sqlite else _format_style(sql), params)
+        return cur
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cursor().executemany(sql if self.is_sqlite else _format_style(sql), rows)
+
+    def _fetch(self, table: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows as named tuples (the query's column names); the table's booleans as ``bool``."""
+        cur = self._exec(sql, params)
+        make = _row_maker(table, tuple(d[0] for d in cur.description), self.is_sqlite)
+        return [make(r) for r in cur.fetchall()]
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self._exec(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def _insert(self, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+        """executemany of dicts into ``table``: the columns of the first row, and the table's scalar defaults
+        for columns no row names (as SQLAlchemy's insert would apply them)."""
+        if not rows:
+            return
+        defaults = {
+            c.name: c.default.arg
+            for c in table.columns
+            if c.default is not None and c.default.is_scalar and c.name not in rows[0]
+        }
+        names = [*rows[0], *defaults]
+        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        self._many(sql, [tuple(r.get(n, defaults.get(n)) for n in names) for r in rows])
 
     # -- meta -----------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        return self.conn.execute(select(s.meta.c.value).where(s.meta.c.key == key)).scalar_one_or_none()
+        value = self._scalar("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if value is None else str(value)
 
     def set_meta(self, key: str, value: str) -> None:
         if self.get_meta(key) is None:
@@ -204,13 +253,14 @@ class Tx:
     def party_by_name(self, name: str) -> Row[Any] | None:
         return self.conn.execute(select(s.parties).where(s.parties.c.name == name)).first()
 
-    def party_by_id(self, party_id: int) -> Row[Any]:
-        row = self.conn.execute(select(s.parties).where(s.parties.c.id == party_id)).first()
-        assert row is not None, party_id
-        return row
+    def party_by_id(self, party_id: int) -> Any:
+        rows = self._fetch("parties", "SELECT * FROM parties WHERE id = ?", (party_id,))
+        assert rows, party_id
+        return rows[0]
 
-    def party_by_token(self, token_hash: str) -> Row[Any] | None:
-        return self.conn.execute(select(s.parties).where(s.parties.c.token_hash == token_hash)).first()
+    def party_by_token(self, token_hash: str) -> Any | None:
+        rows = self._fetch("parties", "SELECT * FROM parties WHERE token_hash = ?", (token_hash,))
+        return rows[0] if rows else None
 
     def parties(self) -> list[Row[Any]]:
         return list(self.conn.execute(select(s.parties).order_by(s.parties.c.id)))
@@ -232,15 +282,14 @@ class Tx:
             )
         )
 
-    def collection(self, party_id: int, kind: str) -> Row[Any]:
-        row = self.conn.execute(
-            select(s.collections).where(s.collections.c.party_id == party_id, s.collections.c.kind == kind)
-        ).first()
-        assert row is not None, (party_id, kind)
-        return row
+    def collection(self, party_id: int, kind: str) -> Any:
+        rows = self._fetch("collections", "SELECT * FROM collections WHERE party_id = ? AND kind = ?", (party_id, kind))
+        assert rows, (party_id, kind)
+        return rows[0]
 
-    def collection_by_uuid(self, uuid: str) -> Row[Any] | None:
-        return self.conn.execute(select(s.collections).where(s.collections.c.uuid == uuid)).first()
+    def collection_by_uuid(self, uuid: str) -> Any | None:
+        rows = self._fetch("collections", "SELECT * FROM collections WHERE uuid = ?", (uuid,))
+        return rows[0] if rows else None
 
     # -- agreements -----------------------------------------------------------------------------------
     def add_agreement(
@@ -287,19 +336,15 @@ class Tx:
     def agreement(self, agreement_id: int) -> Row[Any] | None:
         return self.conn.execute(select(s.agreements).where(s.agreements.c.id == agreement_id)).first()
 
-    def active_agreements_from(self, provider_id: int) -> list[Row[Any]]:
+    def active_agreements_from(self, provider_id: int) -> list[Any]:
         """Active agreements of a provider whose consumer has not been revoked."""
-        q = (
-            select(s.agreements)
-            .join(s.parties, s.parties.c.id == s.agreements.c.consumer_id)
-            .where(
-                s.agreements.c.provider_id == provider_id,
-                s.agreements.c.ended.is_(None),
-                s.parties.c.revoked.is_(None),
-                s.parties.c.consumer.is_(True),
-            )
+        return self._fetch(
+            "agreements",
+            "SELECT agreements.* FROM agreements JOIN parties ON parties.id = agreements.consumer_id"
+            " WHERE agreements.provider_id = ? AND agreements.ended IS NULL AND parties.revoked IS NULL"
+            " AND parties.consumer = ? ORDER BY agreements.id",
+            (provider_id, True),
         )
-        return list(self.conn.execute(q))
 
     def active_agreements_to(self, consumer_id: int) -> list[Row[Any]]:
         """Active agreements towards a consumer whose provider has not been revoked."""
@@ -319,34 +364,33 @@ class Tx:
         self.conn.execute(update(s.agreements).where(s.agreements.c.id == agreement_id).values(ended=now))
 
     # -- objects --------------------------------------------------------------------------------------
-    def add_objects(self, coll: Row[Any], new: Sequence[NewObject], now: int) -> list[int | None]:
+    def add_objects(self, coll: Any, new: Sequence[NewObject], now: int, *, returning: bool = True) -> list[int | None]:
         """Add objects to a collection; exact duplicates (same id and version) are skipped.
 
-        Returns, for each input, the pk of the stored row, or None for a duplicate. ``date_added`` is
+        Returns, for each input, the pk of the stored row, or None for a duplicate (with ``returning=False``,
+        -1 instead of the pk: the caller does not need it, and it is not read back). ``date_added`` is
         unique and strictly increasing per collection.
         """
         if not new:
             return []
+        coll_id = coll.id
         # lock the collection row (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers) and read
         # its last date_added afresh: date_added must be unique and strictly increasing
-        q = select(s.collections.c.last_added).where(s.collections.c.id == coll.id)
-        if not self.is_sqlite:
-            q = q.with_for_update()
-        last_added = max(int(self.conn.execute(q).scalar_one()), 0)
-        ids = list({n.stix_id for n in new})
+        lock = "" if self.is_sqlite else " FOR UPDATE"
+        last_added = max(int(self._scalar(f"SELECT last_added FROM collections WHERE id = ?{lock}", (coll_id,))), 0)
         existing: dict[tuple[str, int], int] = {}
         latest: dict[str, tuple[int, int]] = {}  # stix_id -> (version_us, pk)
-        for chunk in _chunks(ids, 500):
-            for row in self.conn.execute(
-                select(s.objects.c.pk, s.objects.c.stix_id, s.objects.c.version_us, s.objects.c.latest).where(
-                    s.objects.c.coll == coll.id, s.objects.c.stix_id.in_(chunk)
-                )
-            ):
-                existing[(row.stix_id, row.version_us)] = row.pk
-                if row.latest:
-                    latest[row.stix_id] = (row.version_us, row.pk)
+        for chunk in _chunks(list({n.stix_id for n in new}), 500):
+            cur = self._exec(
+                f"SELECT pk, stix_id, version_us, latest FROM objects WHERE coll = ? AND stix_id IN ({_marks(chunk)})",
+                (coll_id, *chunk),
+            )
+            for pk, stix_id, version_us, is_latest in cur.fetchall():
+                existing[(stix_id, version_us)] = pk
+                if is_latest:
+                    latest[stix_id] = (version_us, pk)
         added = max(now, last_added + 1)
-        rows: list[dict[str, Any]] = []
+        rows: list[list[Any]] = []
         result: list[int | None] = []
         demote: set[int] = set()
         new_latest: dict[str, int] = {}  # stix_id -> index in rows
@@ -356,122 +400,134 @@ class Tx:
                 result.append(None)
                 continue
             existing[key] = -1
-            is_latest = n.stix_id not in latest or n.version_us > latest[n.stix_id][0]
+            prev = latest.get(n.stix_id)
+            is_latest = prev is None or n.version_us > prev[0]
             if is_latest:
-                prev = latest.get(n.stix_id)
                 if prev is not None:
                     if prev[1] >= 0:
                         demote.add(prev[1])
                     else:
-                        rows[new_latest[n.stix_id]]["latest"] = False
+                        rows[new_latest[n.stix_id]][7] = False
                 latest[n.stix_id] = (n.version_us, -1)
                 new_latest[n.stix_id] = len(rows)
             rows.append(
-                {
-                    "coll": coll.id,
-                    "stix_id": n.stix_id,
-                    "type": n.type,
-                    "version": n.version,
-                    "version_us": n.version_us,
-                    "spec_version": n.spec_version,
-                    "date_added": added,
-                    "latest": is_latest,
-                    "body": n.body,
-                    "origin": n.origin,
-                }
+                [
+                    coll_id,
+                    n.stix_id,
+                    n.type,
+                    n.version,
+                    n.version_us,
+                    n.spec_version,
+                    added,
+                    is_latest,
+                    n.body,
+                    n.origin,
+                ]
             )
             result.append(-1)
             added += 1
-        if demote:
-            self.conn.execute(update(s.objects).where(s.objects.c.pk.in_(sorted(demote))).values(latest=False))
+        for chunk in _chunks(sorted(demote), 500):
+            self._exec(f"UPDATE objects SET latest = ? WHERE pk IN ({_marks(chunk)})", (False, *chunk))
         if rows:
-            self.conn.execute(insert(s.objects), rows)
-            self.conn.execute(update(s.collections).where(s.collections.c.id == coll.id).values(last_added=added - 1))
+            self._many(
+                "INSERT INTO objects (coll, stix_id, type, version, version_us, spec_version, date_added, latest,"
+                " body, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._exec("UPDATE collections SET last_added = ? WHERE id = ?", (added - 1, coll_id))
+            if not returning:
+                return result
             first = added - len(rows)
-            pks = {
-                r.date_added: r.pk
-                for r in self.conn.execute(
-                    select(s.objects.c.pk, s.objects.c.date_added).where(
-                        s.objects.c.coll == coll.id, s.objects.c.date_added >= first
-                    )
-                )
-            }
+            pks = dict(
+                self._exec(
+                    "SELECT date_added, pk FROM objects WHERE coll = ? AND date_added >= ?", (coll_id, first)
+                ).fetchall()
+            )
             it = iter(pks[first + i] for i in range(len(rows)))
             result = [None if r is None else next(it) for r in result]
         return result
 
-    def page(self, coll_id: int, q: PageQuery, stix_id: str | None = None) -> list[Row[Any]]:
-        """Up to ``q.limit + 1`` rows of a collection matching the filters, in date_added order."""
-        o = s.objects
-        conds: list[Any] = [o.c.coll == coll_id]
+    def page(self, coll_id: int, q: PageQuery, stix_id: str | None = None) -> list[Any]:
+        """Up to ``q.limit + 1`` rows of a collection matching the filters, in date_added order.
+
+        Each row has ``stix_id``, ``version``, ``date_added``, ``body`` (the stored JSON bytes) and
+        ``spec_version``.
+        """
+        conds = ["o.coll = ?"]
+        params: list[Any] = [coll_id]
         if q.after >= 0:
-            conds.append(o.c.date_added > q.after)
+            conds.append("o.date_added > ?")
+            params.append(q.after)
         if stix_id is not None:
-            conds.append(o.c.stix_id == stix_id)
+            conds.append("o.stix_id = ?")
+            params.append(stix_id)
         elif q.ids:
-            conds.append(o.c.stix_id.in_(q.ids))
+            conds.append(f"o.stix_id IN ({_marks(q.ids)})")
+            params.extend(q.ids)
         if q.types:
-            conds.append(o.c.type.in_(q.types))
+            conds.append(f"o.type IN ({_marks(q.types)})")
+            params.extend(q.types)
         if q.spec_versions:
-            conds.append(o.c.spec_version.in_(q.spec_versions))
+            conds.append(f"o.spec_version IN ({_marks(q.spec_versions)})")
+            params.extend(q.spec_versions)
         if "all" not in q.versions:
-            alts: list[Any] = []
+            alts: list[str] = []
             stamps = [int(v) for v in q.versions if v not in ("last", "first")]
             if "last" in q.versions:
-                alts.append(o.c.latest.is_(True))
+                alts.append("o.latest = ?")
+                params.append(True)
             if "first" in q.versions:
-                o2 = o.alias("o2")
-                first = (
-                    select(func.min(o2.c.version_us))
-                    .where(o2.c.coll == o.c.coll, o2.c.stix_id == o.c.stix_id)
-                    .scalar_subquery()
+                alts.append(
+                    "o.version_us = (SELECT min(o2.version_us) FROM objects o2"
+                    " WHERE o2.coll = o.coll AND o2.stix_id = o.stix_id)"
                 )
-                alts.append(o.c.version_us == first)
             if stamps:
                 # an object without created/modified (an SCO) has its date_added as its version (§3.4.2)
-                alts.append(o.c.version_us.in_(stamps))
-                alts.append(and_(o.c.version == "", o.c.date_added.in_(stamps)))
-            conds.append(or_(*alts))
-        query = (
-            select(o.c.stix_id, o.c.version, o.c.date_added, o.c.body, o.c.spec_version)
-            .where(and_(*conds))
-            .order_by(o.c.date_added)
-            .limit(q.limit + 1)
+                alts.append(f"o.version_us IN ({_marks(stamps)})")
+                params.extend(stamps)
+                alts.append(f"(o.version = '' AND o.date_added IN ({_marks(stamps)}))")
+                params.extend(stamps)
+            conds.append("(" + " OR ".join(alts) + ")")
+        params.append(q.limit + 1)
+        cur = self._exec(
+            "SELECT o.stix_id, o.version, o.date_added, o.body, o.spec_version FROM objects o"
+            f" WHERE {' AND '.join(conds)} ORDER BY o.date_added LIMIT ?",
+            params,
         )
-        return list(self.conn.execute(query))
+        return [_PageRow._make(r) for r in cur.fetchall()]
 
     def unversioned_added(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, int]:
         """date_added of the objects without created/modified (SCOs): that is their version (§3.4.2)."""
-        o = s.objects
         out: dict[str, int] = {}
         for chunk in _chunks(sorted(set(stix_ids)), 500):
-            for row in self.conn.execute(
-                select(o.c.stix_id, o.c.date_added).where(
-                    o.c.coll == coll_id, o.c.stix_id.in_(chunk), o.c.version == ""
-                )
-            ):
-                out[row.stix_id] = row.date_added
+            cur = self._exec(
+                f"SELECT stix_id, date_added FROM objects WHERE coll = ? AND stix_id IN ({_marks(chunk)})"
+                " AND version = ''",
+                (coll_id, *chunk),
+            )
+            out.update(cur.fetchall())
         return out
 
     def has_object(self, coll_id: int, stix_id: str) -> bool:
-        o = s.objects
-        q = select(o.c.pk).where(o.c.coll == coll_id, o.c.stix_id == stix_id).limit(1)
-        return self.conn.execute(q).first() is not None
+        return (
+            self._exec("SELECT 1 FROM objects WHERE coll = ? AND stix_id = ? LIMIT 1", (coll_id, stix_id)).fetchone()
+            is not None
+        )
 
-    def objects_by_pk(self, pks: Iterable[int]) -> dict[int, Row[Any]]:
-        out: dict[int, Row[Any]] = {}
+    def objects_by_pk(self, pks: Iterable[int]) -> dict[int, Any]:
+        out: dict[int, Any] = {}
         for chunk in _chunks(sorted(set(pks)), 500):
-            for row in self.conn.execute(select(s.objects).where(s.objects.c.pk.in_(chunk))):
+            for row in self._fetch("objects", f"SELECT * FROM objects WHERE pk IN ({_marks(chunk)})", chunk):
                 out[row.pk] = row
         return out
 
-    def latest_objects(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, Row[Any]]:
-        out: dict[str, Row[Any]] = {}
+    def latest_objects(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for chunk in _chunks(sorted(set(stix_ids)), 500):
-            for row in self.conn.execute(
-                select(s.objects).where(
-                    s.objects.c.coll == coll_id, s.objects.c.stix_id.in_(chunk), s.objects.c.latest.is_(True)
-                )
+            for row in self._fetch(
+                "objects",
+                f"SELECT * FROM objects WHERE coll = ? AND stix_id IN ({_marks(chunk)}) AND latest = ?",
+                (coll_id, *chunk, True),
             ):
                 out[row.stix_id] = row
         return out
@@ -505,80 +561,64 @@ class Tx:
             )
         return len(rows)
 
-    def copies_of(self, sender_id: int, orig_id: str) -> list[Row[Any]]:
+    def copies_of(self, sender_id: int, orig_id: str) -> list[Any]:
         """Every recipient's copy of one sender's object."""
-        c = s.copies
-        return list(self.conn.execute(select(c).where(c.c.sender_id == sender_id, c.c.orig_id == orig_id)))
+        return self._fetch("copies", "SELECT * FROM copies WHERE sender_id = ? AND orig_id = ?", (sender_id, orig_id))
 
     # -- copies ---------------------------------------------------------------------------------------
-    def copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> dict[str, Row[Any]]:
-        out: dict[str, Row[Any]] = {}
-        c = s.copies
+    def copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for chunk in _chunks(sorted(set(orig_ids)), 500):
-            for row in self.conn.execute(
-                select(c).where(c.c.recipient_id == recipient_id, c.c.sender_id == sender_id, c.c.orig_id.in_(chunk))
+            for row in self._fetch(
+                "copies",
+                f"SELECT * FROM copies WHERE recipient_id = ? AND sender_id = ? AND orig_id IN ({_marks(chunk)})",
+                (recipient_id, sender_id, *chunk),
             ):
                 out[row.orig_id] = row
         return out
 
-    def copies_by_out(self, recipient_id: int, out_ids: Iterable[str]) -> list[Row[Any]]:
-        c = s.copies
-        rows: list[Row[Any]] = []
+    def copies_by_out(self, recipient_id: int, out_ids: Iterable[str]) -> list[Any]:
+        rows: list[Any] = []
         for chunk in _chunks(sorted(set(out_ids)), 500):
-            rows.extend(self.conn.execute(select(c).where(c.c.recipient_id == recipient_id, c.c.out_id.in_(chunk))))
+            rows.extend(
+                self._fetch(
+                    "copies",
+                    f"SELECT * FROM copies WHERE recipient_id = ? AND out_id IN ({_marks(chunk)})",
+                    (recipient_id, *chunk),
+                )
+            )
         return rows
 
     def plan_copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> None:
         """Record that objects are due to a recipient (so references to them are kept)."""
-        wanted = set(orig_ids)
-        have = self.copies(recipient_id, sender_id, wanted)
-        rows = [
-            {"recipient_id": recipient_id, "sender_id": sender_id, "orig_id": o}
-            for o in sorted(wanted)
-            if o not in have
-        ]
-        if rows:
-            self.conn.execute(insert(s.copies), rows)
+        # a copy already planned (or released) stays as it is: its primary key refuses the new row
+        self._many(
+            "INSERT INTO copies (recipient_id, sender_id, orig_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(recipient_id, sender_id, o) for o in sorted(set(orig_ids))],
+        )
 
     def record_copies(self, rows: Sequence[dict[str, Any]]) -> None:
         """Set out_id / created_out / modified_out / origin_version_us of planned copies (one executemany)."""
-        if not rows:
-            return
-        c = s.copies
-        stmt = (
-            update(c)
-            .where(
-                c.c.recipient_id == bindparam("k_recipient"),
-                c.c.sender_id == bindparam("k_sender"),
-                c.c.orig_id == bindparam("k_orig"),
-            )
-            .values(
-                out_id=bindparam("v_out"),
-                created_out=bindparam("v_created"),
-                modified_out=bindparam("v_modified"),
-                origin_version_us=bindparam("v_origin"),
-            )
-        )
-        self.conn.execute(
-            stmt,
+        self._many(
+            "UPDATE copies SET out_id = ?, created_out = ?, modified_out = ?, origin_version_us = ?"
+            " WHERE recipient_id = ? AND sender_id = ? AND orig_id = ?",
             [
-                {
-                    "k_recipient": r["recipient_id"],
-                    "k_sender": r["sender_id"],
-                    "k_orig": r["orig_id"],
-                    "v_out": r["out_id"],
-                    "v_created": r["created_out"],
-                    "v_modified": r["modified_out"],
-                    "v_origin": r["origin_version_us"],
-                }
+                (
+                    r["out_id"],
+                    r["created_out"],
+                    r["modified_out"],
+                    r["origin_version_us"],
+                    r["recipient_id"],
+                    r["sender_id"],
+                    r["orig_id"],
+                )
                 for r in rows
             ],
         )
 
     # -- releases -------------------------------------------------------------------------------------
     def hold(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(s.releases), list(rows))
+        self._insert(s.releases, rows)
 
     def due(self, now: int, limit: int) -> list[Row[Any]]:
         q = select(s.releases).where(s.releases.c.due <= now).order_by(s.releases.c.due, s.releases.c.pk).limit(limit)
@@ -639,8 +679,7 @@ class Tx:
 
     # -- reviews ----------------------------------------------------------------------------------------
     def add_reviews(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(s.reviews), list(rows))
+        self._insert(s.reviews, rows)
 
     def reviews(self) -> list[Row[Any]]:
         return list(self.conn.execute(select(s.reviews).order_by(s.reviews.c.id)))
@@ -653,13 +692,13 @@ class Tx:
 
     # -- statuses -------------------------------------------------------------------------------------
     def add_status(self, uuid: str, party_id: int, now: int, body: bytes) -> None:
-        self.conn.execute(insert(s.statuses).values(uuid=uuid, party_id=party_id, created=now, body=body))
+        self._exec(
+            "INSERT INTO statuses (uuid, party_id, created, body) VALUES (?, ?, ?, ?)", (uuid, party_id, now, body)
+        )
 
     def status(self, uuid: str, party_id: int) -> bytes | None:
-        row = self.conn.execute(
-            select(s.statuses.c.body).where(s.statuses.c.uuid == uuid, s.statuses.c.party_id == party_id)
-        ).first()
-        return None if row is None else bytes(row.body)
+        body = self._scalar("SELECT body FROM statuses WHERE uuid = ? AND party_id = ?", (uuid, party_id))
+        return None if body is None else bytes(body)
 
     # -- audit ----------------------------------------------------------------------------------------
     def append_audit(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -670,10 +709,8 @@ class Tx:
         """
         if not rows:
             return
-        q = select(s.meta.c.value).where(s.meta.c.key == "audit_range")
-        if not self.is_sqlite:
-            q = q.with_for_update()
-        state = self.conn.execute(q).scalar_one_or_none()
+        lock = "" if self.is_sqlite else " FOR UPDATE"
+        state = self._scalar(f"SELECT value FROM meta WHERE key = ?{lock}", ("audit_range",))
         tree = _load_range(state)
         start = tree.size
         tree.extend([leaf_hash(r["commitment"]) for r in rows])
@@ -683,14 +720,13 @@ class Tx:
             for party, ref in r.get("refs", ())
         ]
         entries = [{k: v for k, v in r.items() if k != "refs"} | {"seq": start + i + 1} for i, r in enumerate(rows)]
-        self.conn.execute(insert(s.audit), entries)
-        if refs:
-            self.conn.execute(insert(s.audit_refs), refs)
+        self._insert(s.audit, entries)
+        self._insert(s.audit_refs, refs)
         packed = f"{tree.size}:{tree.to_bytes().hex()}"
         if state is None:
-            self.conn.execute(insert(s.meta).values(key="audit_range", value=packed))
+            self._exec("INSERT INTO meta (key, value) VALUES (?, ?)", ("audit_range", packed))
         else:
-            self.conn.execute(update(s.meta).where(s.meta.c.key == "audit_range").values(value=packed))
+            self._exec("UPDATE meta SET value = ? WHERE key = ?", (packed, "audit_range"))
 
     def audit_seq_of(self, party_id: int, ref: str) -> int | None:
         """The latest audit entry a party may have a receipt for under ``ref`` (a status or object id)."""
@@ -747,3 +783,38 @@ def _load_range(state: str | None) -> CompactRange:
 def _chunks(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
+
+
+_PageRow = namedtuple("_PageRow", ["stix_id", "version", "date_added", "body", "spec_version"])
+
+#: per table, its boolean columns (SQLite hands them back as 0 / 1)
+_BOOLEANS: dict[str, frozenset[str]] = {
+    t.name: frozenset(c.name for c in t.columns if isinstance(c.type, Boolean)) for t in s.metadata.tables.values()
+}
+
+
+@functools.cache
+def _row_maker(table: str, names: tuple[str, ...], convert: bool) -> Callable[[Sequence[Any]], Any]:
+    cls = namedtuple("Row", names)  # type: ignore[misc]
+    flags = [i for i, n in enumerate(names) if n in _BOOLEANS.get(table, ())] if convert else []
+    if not flags:
+        return cls._make
+
+    def make(raw: Sequence[Any]) -> Any:
+        values = list(raw)
+        for i in flags:
+            if values[i] is not None:
+                values[i] = bool(values[i])
+        return cls._make(values)
+
+    return make
+
+
+@functools.cache
+def _format_style(sql: str) -> str:
+    """The qmark SQL written here in the driver's format style (psycopg: ``%s``)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _marks(items: Sized) -> str:
+    return ", ".join("?" * len(items))
