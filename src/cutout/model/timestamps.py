@@ -31,12 +31,12 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=4096)
 def parse_us(text: str) -> int:
     """Parse an RFC 3339 UTC timestamp with 0-9 fractional digits; digits past microseconds are cut.
 
-    Cached: an object's created, modified and valid_from are often one timestamp, and a release run
-    formats and reads the same release stamp for every copy.
+    Cached (a few thousand, so memory stays flat): an object's created, modified and valid_from are often
+    one timestamp, and a release run formats and reads the same release stamp for every copy.
     """
     m = _TS.match(text)
     if m is None:
@@ -58,14 +58,13 @@ def _split(us: int) -> tuple[datetime, int]:
     return datetime.fromtimestamp(seconds, tz=UTC), micro
 
 
-@functools.lru_cache(maxsize=65_536)
 def format_us(us: int) -> str:
     """Format with six fractional digits (TAXII ``date_added``: microsecond precision)."""
     dt, micro = _split(us)
     return f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{micro:06d}Z"
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=4096)
 def format_ms(us: int) -> str:
     """Format with exactly three fractional digits (what cutout puts in STIX content)."""
     dt, micro = _split(us)

@@ -467,7 +467,7 @@ def _check_timestamp(name: str, value: JSON, errs: list[str], where: str = "") -
         if reason:
             errs.append(f"{where}'{name}' {_short(value)} is not a valid timestamp: {reason}")
             return
-    if len(_GOOD_TIMESTAMPS) >= 65_536:
+    if len(_GOOD_TIMESTAMPS) >= 4096:
         _GOOD_TIMESTAMPS.clear()
     _GOOD_TIMESTAMPS.add(value)
 
