@@ -787,7 +787,9 @@ class Exchange:
         """Objects that answer a request for information (they reference the provider's copy of it) go to the
         requester, with the objects of the same envelope that they reference, under the agreement between the
         two (its TLP ceiling and timing; not its type or area scope: the requester asked)."""
-        refs = {r for _, o in intel for r in _all_refs(o)}
+        refs = {r for _, o in intel for r in _all_refs(o) if r.startswith(REQUEST_TYPE + "--")}
+        if not refs:
+            return []  # nothing refers to a request (the provider's copies of requests have the request's type)
         requests = {
             c.out_id: c for c in tx.copies_by_out(party.id, refs) if str(c.orig_id).startswith(REQUEST_TYPE + "--")
         }
@@ -966,7 +968,8 @@ class Exchange:
                 allow = options[aid]
             groups[(recipient, sender, kind, bool(item.get("review")), allow)].append(src)
         redactors: dict[int, Redactor] = {}  # one per sender for the whole run: its memo serves every reader
-        grades = self._visible_grades(tx) if groups else {}
+        # the grades consumers may see: only intel carries them
+        grades = self._visible_grades(tx) if any(k[2] in ("intel", "answer") for k in groups) else {}
         shared: dict[Any, Any] = {}  # copies made once for all readers of an object (Sanitizer.sanitize)
         delivered: dict[int, list[NewObject]] = defaultdict(list)
         for (recipient, sender, kind, review, allow), rows in groups.items():
@@ -1082,9 +1085,10 @@ class Exchange:
         else:
             known = tx.copies(recipient, sender, refs | {o["id"] for o in objs})
             # the sender's copies of the reader's own requests: an answer names the reader's original
+            asking = [r for r in refs if r.startswith(REQUEST_TYPE + "--")]  # usually none: no query then
             asked = {
                 c.out_id: c.orig_id
-                for c in tx.copies_by_out(sender, refs)
+                for c in (tx.copies_by_out(sender, asking) if asking else ())
                 if c.sender_id == recipient
                 and str(c.orig_id).startswith(REQUEST_TYPE + "--")
                 and self._request_open(tx, recipient, str(c.orig_id), now)
