@@ -301,21 +301,28 @@ def _asked(four: Four) -> tuple[dict[str, Any], dict[str, Any]]:
     return req, copy
 
 
+def _note(refs: list[str], content: str, stamp: str = "2026-11-21T04:00:00.000Z", **extra: Any) -> dict[str, Any]:
+    """A provider's note about ``refs`` (an answer when one of them is its copy of a request)."""
+    return {
+        "type": "note",
+        "spec_version": "2.1",
+        "id": f"note--{uuid.uuid4()}",
+        "created": stamp,
+        "modified": stamp,
+        "content": content,
+        "object_refs": refs,
+        "object_marking_refs": [AMBER],
+        **extra,
+    }
+
+
 def test_an_answer_goes_to_the_requester_naming_its_own_request(four: Four) -> None:
     req, copy = _asked(four)
     before = {o["id"] for o in four.inbox("c2")}
     far = location(-30.0, -60.0, name="answer place outside the agreement's area")
-    answer = {
-        "type": "note",
-        "spec_version": "2.1",
-        "id": f"note--{uuid.uuid4()}",
-        "created": "2026-11-21T04:00:00.000Z",
-        "modified": "2026-11-21T04:00:00.000Z",
-        "abstract": "Convoy position",
-        "content": "At the ferry. Northern Watch observers in place.",
-        "object_refs": [copy["id"], far["id"]],
-        "object_marking_refs": [AMBER],
-    }
+    answer = _note(
+        [copy["id"], far["id"]], "At the ferry. Northern Watch observers in place.", abstract="Convoy position"
+    )
     assert four.p1.send([far, answer]).status_code == 202
     got = {o["type"]: o for o in four.inbox("c1")}
     assert set(got) == {"note", "location"}  # the answer and what it references, outside the area
@@ -333,16 +340,7 @@ def test_answers_stop_once_the_request_expired(four: Four) -> None:
     assert four.c1.send([revised]).status_code == 202
     four.exchange.end_agreement(3)  # Northern Watch -> Eastern Desk: nothing flows there
     far = location(-30.0, -60.0, name="late answer")
-    answer = {
-        "type": "note",
-        "spec_version": "2.1",
-        "id": f"note--{uuid.uuid4()}",
-        "created": "2026-11-21T04:00:00.000Z",
-        "modified": "2026-11-21T04:00:00.000Z",
-        "content": "Late.",
-        "object_refs": [copy["id"], far["id"]],
-        "object_marking_refs": [AMBER],
-    }
+    answer = _note([copy["id"], far["id"]], "Late.")
     four.p1.send([far, answer])
     assert [o for o in four.inbox("c1") if o["type"] == "location"] == []
     notes = [o for o in four.inbox("c1") if o["type"] == "note"]
@@ -375,18 +373,13 @@ def test_no_identity_crosses_the_channel_back(four: Four) -> None:
         assert c.encode() not in provider_bytes, c
     copy = next(o for o in four.inbox("p1") if o["type"] == REQUEST_TYPE)
     provider_id = f"identity--{uuid.uuid4()}"
-    answer = {
-        "type": "note",
-        "spec_version": "2.1",
-        "id": f"note--{uuid.uuid4()}",
-        "created": "2026-11-21T04:00:00.417Z",
-        "modified": "2026-11-21T04:00:00.417Z",
-        "created_by_ref": provider_id,
-        "content": "Northern Watch team.",
-        "object_refs": [copy["id"]],
-        "x_nw_handle": "ASSET-LIMA-7",
-        "object_marking_refs": [AMBER],
-    }
+    answer = _note(
+        [copy["id"]],
+        "Northern Watch team.",
+        "2026-11-21T04:00:00.417Z",
+        created_by_ref=provider_id,
+        x_nw_handle="ASSET-LIMA-7",
+    )
     four.p1.send([answer])
     consumer_bytes = four.c1.inbox(**{"match[version]": "all"}).content
     for c in ("Northern Watch", provider_id, answer["id"], "ASSET-LIMA-7", "04:00:00.417", copy["id"]):
@@ -413,16 +406,7 @@ def test_feedback_epoch_is_a_batch_boundary(four: Four) -> None:
 def test_others_get_an_answer_only_as_their_agreement_allows_and_without_the_request(four: Four) -> None:
     req, copy = _asked(four)
     near = location(46.2, 33.1, name="answer place inside the valley")
-    answer = {
-        "type": "note",
-        "spec_version": "2.1",
-        "id": f"note--{uuid.uuid4()}",
-        "created": "2026-11-21T04:00:00.000Z",
-        "modified": "2026-11-21T04:00:00.000Z",
-        "content": "Here.",
-        "object_refs": [copy["id"], near["id"]],
-        "object_marking_refs": [AMBER],
-    }
+    answer = _note([copy["id"], near["id"]], "Here.")
     four.p1.send([near, answer])
     mine = {o["type"]: o for o in four.inbox("c1")}
     theirs = {o["type"]: o for o in four.inbox("c2")}
