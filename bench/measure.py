@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -23,6 +24,11 @@ from taxii2client.v21 import as_pages
 
 from bench.servers import CutoutServer, Server
 from bench.workload import envelopes
+
+
+def log(msg: str) -> None:
+    """A timestamped progress line on stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 class HarnessError(RuntimeError):

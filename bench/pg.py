@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine, measure
+from bench.measure import log
 from bench.servers import REPO, CutoutServer, stop_all
 from bench.workload import Workload, envelopes, mean_size
 
@@ -56,10 +57,6 @@ SMOKE = Sizes(
     nodes_objects=200,
     nodes_per=50,
 )
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def _checked(server: CutoutServer) -> None:

@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 from bench import machine, measure
+from bench.measure import log
 from bench.pg import carry_section, strip_section
 from bench.report import build_rows, markdown_table, text_table
 from bench.servers import (
@@ -86,10 +87,6 @@ SMOKE = Sizes(
     fanout_per=50,
     machine_objects=200,
 )
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 class Run:

@@ -32,7 +32,10 @@ __all__ = [
     "REQUEST_EXT",
     "REQUEST_TYPE",
     "TrackRecord",
+    "beta_cdf",
     "beta_quantile",
+    "boxes_meet",
+    "check_outcome",
     "check_request",
     "credibility",
     "opinion_for",
@@ -62,8 +65,6 @@ _OPINION = {
 }
 _OUTCOME_OF_OPINION = {v: k for k, v in _OPINION.items()}
 PRIORITIES = ("low", "medium", "high", "critical")
-
-_RELEASED_TYPES_NOTE = "a STIX 2.1 object type"
 
 
 def _definition(id_: str, name: str, description: str, schema: str, types: list[str]) -> dict[str, Any]:
@@ -159,6 +160,34 @@ def credibility(confidence: Any) -> int:
 # -- requests for information ---------------------------------------------------------------------------------
 
 
+#: the properties a request may have (custom ``x_`` ones aside, which are accepted and never released)
+_REQUEST_KEYS = frozenset(
+    {
+        "type",
+        "spec_version",
+        "id",
+        "created",
+        "modified",
+        "extensions",
+        "object_marking_refs",
+        "question",
+        "expires",
+        "priority",
+        "area",
+        "window_start",
+        "window_end",
+        "object_types",
+        "lang",
+        "labels",
+        "confidence",
+        "created_by_ref",
+        "revoked",
+        "external_references",
+        "granular_markings",
+    }
+)
+
+
 def check_request(obj: Mapping[str, Any], known_types: frozenset[str]) -> list[str]:
     """What is wrong with a request for information (empty when it is well formed)."""
     problems: list[str] = []
@@ -193,30 +222,7 @@ def check_request(obj: Mapping[str, Any], known_types: frozenset[str]) -> list[s
             unknown = sorted(set(types) - known_types)
             if unknown:
                 problems.append(f"object_types: not released by the exchange: {', '.join(unknown)}")
-    allowed = {
-        "type",
-        "spec_version",
-        "id",
-        "created",
-        "modified",
-        "extensions",
-        "object_marking_refs",
-        "question",
-        "expires",
-        "priority",
-        "area",
-        "window_start",
-        "window_end",
-        "object_types",
-        "lang",
-        "labels",
-        "confidence",
-        "created_by_ref",
-        "revoked",
-        "external_references",
-        "granular_markings",
-    }
-    extra = sorted(k for k in obj if k not in allowed and not k.startswith("x_"))  # custom ones are dropped
+    extra = sorted(k for k in obj if k not in _REQUEST_KEYS and not k.startswith("x_"))  # custom ones are dropped
     if extra:
         problems.append(f"properties not defined for a request: {', '.join(extra)}")
     return problems

@@ -8,7 +8,7 @@ object has coordinates, every one lies in the agreement's area. No agreement, no
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,8 +39,6 @@ class Agreement:
     review: bool = False
     #: sanitizing options allowed on top of the strict profile (cutout.sanitize.overrides)
     allow: frozenset[str] = frozenset()
-    #: types released under this agreement beyond the strict profile's (those its options release)
-    extra_types: frozenset[str] = frozenset()
 
     @classmethod
     def from_row(cls, row: Any) -> Agreement:
@@ -59,12 +57,12 @@ class Agreement:
             epoch=int(row.epoch),
             review=bool(row.review),
             allow=frozenset(json.loads(row.allow)) if row.allow else frozenset(),
-        ).with_extra_types()
+        )
 
-    def with_extra_types(self) -> Agreement:
-        """The agreement with ``extra_types`` filled in from its options."""
-        extra = frozenset(t for name in self.allow if name in OPTIONS for t in OPTIONS[name].releases)
-        return self if extra == self.extra_types else dataclasses.replace(self, extra_types=extra)
+    @functools.cached_property
+    def extra_types(self) -> frozenset[str]:
+        """Types released under this agreement beyond the strict profile's (those its options release)."""
+        return frozenset(t for name in self.allow if name in OPTIONS for t in OPTIONS[name].releases)
 
     @property
     def expected_delay(self) -> int:

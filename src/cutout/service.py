@@ -141,7 +141,20 @@ def _token_hash(token: str) -> str:
 
 def _stored(obj: Mapping[str, Any], origin: int | None = None) -> NewObject:
     """An object as a collection row: its version (modified, else created, else none) and its exact JSON bytes."""
-    version, version_us = _version_of(obj)
+    return _row(obj, *_version_of(obj), origin)
+
+
+def _stored_copy(out: Mapping[str, Any], origin: int, created: int, modified: int) -> NewObject:
+    """``_stored`` of a copy the sanitizer just made with these created / modified: its version is the one
+    it was given (to the millisecond, as ``format_ms`` wrote it), not parsed back from the text."""
+    if "modified" in out:
+        return _row(out, out["modified"], modified - modified % 1000, origin)
+    if "created" in out:
+        return _row(out, out["created"], created - created % 1000, origin)
+    return _row(out, "", 0, origin)
+
+
+def _row(obj: Mapping[str, Any], version: str, version_us: int, origin: int | None) -> NewObject:
     return NewObject(
         stix_id=obj["id"],
         type=obj["type"],
@@ -149,26 +162,6 @@ def _stored(obj: Mapping[str, Any], origin: int | None = None) -> NewObject:
         version_us=version_us,
         spec_version=str(obj.get("spec_version", "2.1")),
         body=orjson.dumps(obj),
-        origin=origin,
-    )
-
-
-def _stored_copy(out: Mapping[str, Any], origin: int, created: int, modified: int) -> NewObject:
-    """``_stored`` of a copy the sanitizer just made with these created / modified: its version is the one
-    it was given (to the millisecond, as ``format_ms`` wrote it), not parsed back from the text."""
-    if "modified" in out:
-        version, version_us = out["modified"], modified - modified % 1000
-    elif "created" in out:
-        version, version_us = out["created"], created - created % 1000
-    else:
-        version, version_us = "", 0
-    return NewObject(
-        stix_id=out["id"],
-        type=out["type"],
-        version=version,
-        version_us=version_us,
-        spec_version=str(out.get("spec_version", "2.1")),
-        body=orjson.dumps(out),
         origin=origin,
     )
 
