@@ -48,6 +48,32 @@ class Timed:
     def rate(self) -> float:
         return self.objects / self.seconds if self.seconds > 0 else 0.0
 
+    def cpu_per(self, who: str = "server") -> float | None:
+        """CPU seconds per object that ``who`` ("server" or "client") spent in the run, when measured."""
+        spent = self.extra.get(f"{who}_cpu")
+        return spent / self.objects if spent is not None and self.objects else None
+
+
+class CpuMeter:
+    """CPU seconds spent by the server process and by this (client) process over a ``with`` block."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.server_cpu: float | None = None
+        self.client_cpu: float | None = None
+
+    def __enter__(self) -> CpuMeter:
+        self._s, self._c = self.server.cpu(), time.process_time()
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        end = self.server.cpu()
+        self.server_cpu = end - self._s if end >= self._s else None  # None: the server was killed meanwhile
+        self.client_cpu = time.process_time() - self._c
+
+    def extra(self) -> dict[str, float]:
+        return {k: v for k, v in (("server_cpu", self.server_cpu), ("client_cpu", self.client_cpu)) if v is not None}
+
 
 class Budget:
     """A time budget for a run against a slow server: when it runs out the server is killed, the request in
@@ -80,7 +106,7 @@ def post(server: Server, bodies: Sequence[bytes], counts: Sequence[int], budget:
     coll = server.writer(server.provider)
     server.mark()
     done = 0
-    with Budget(server, budget) as b:
+    with Budget(server, budget) as b, CpuMeter(server) as cpu:
         start = time.perf_counter()
         for body, n in zip(bodies, counts, strict=True):
             status = coll.add_objects(body)
@@ -92,7 +118,7 @@ def post(server: Server, bodies: Sequence[bytes], counts: Sequence[int], budget:
             done += n
     seconds = time.perf_counter() - start
     note = "" if b.finished else f"did not finish in {budget:.0f} s ({done:,} objects stored by then)"
-    return Timed(done, seconds, server.peak_rss(), b.finished, note, {"wanted": sum(counts)})
+    return Timed(done, seconds, server.peak_rss(), b.finished, note, {"wanted": sum(counts), **cpu.extra()})
 
 
 def ingest(server: Server, objects: Sequence[dict[str, Any]], per: int, budget: float | None = None) -> Timed:
@@ -107,14 +133,14 @@ def fetch_all(server: Server, page: int, budget: float | None = None) -> Timed:
     coll = server.reader(server.consumer)
     server.mark()
     got = pages = 0
-    with Budget(server, budget) as b:
+    with Budget(server, budget) as b, CpuMeter(server) as cpu:
         start = time.perf_counter()
         for envelope in as_pages(coll.get_objects, per_request=page):
             got += len(envelope.get("objects", ()))
             pages += 1
     seconds = time.perf_counter() - start
     note = "" if b.finished else f"did not finish in {budget:.0f} s: {got:,} objects in {pages} pages by then"
-    return Timed(got, seconds, server.peak_rss(), b.finished, note, {"pages": pages})
+    return Timed(got, seconds, server.peak_rss(), b.finished, note, {"pages": pages, **cpu.extra()})
 
 
 def count_inbox(server: Server, who: Any, page: int = 1000) -> int:
@@ -207,4 +233,4 @@ def fanout(server: CutoutServer, objects: Sequence[dict[str, Any]], per: int) ->
         n = count_inbox(server, who)
         if n != len(objects):
             raise HarnessError(f"fan-out: {who.name} received {n} of {len(objects)} objects")
-    return Timed(copies, timed.seconds, timed.peak_rss, extra={"objects": len(objects)})
+    return Timed(copies, timed.seconds, timed.peak_rss, extra={**timed.extra, "objects": len(objects)})

@@ -44,8 +44,20 @@ def _verdict(ok: bool | None) -> str:
     return "—" if ok is None else "PASS" if ok else "MISS"
 
 
+def _cpu(t: Any, what: str = "object") -> str:
+    """The server's CPU time per object of a run, and the rate one core busy with nothing else would give."""
+    per = t.cpu_per("server") if t is not None else None
+    if not per:
+        return "—"
+    return f"{per * 1e6:,.0f} µs per {what} (one core: ≤ {1 / per:,.0f}/s)"
+
+
 def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
     rows: list[Row] = []
+
+    def cpu_row(label: str, t: Any, what: str = "object") -> None:
+        if t is not None and t.cpu_per("server"):
+            rows.append(Row(f"  {label}", _cpu(t, what), "", "", "", ""))
 
     def get(key: str) -> Any:
         return r.get(key)
@@ -81,6 +93,8 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
             f"≥ {want:,}/s",
             partial(operator.le, want),
         )
+    for per in (100, 1000):
+        cpu_row(f"server CPU, ingest at {per:,}/envelope", get(f"ingest.{per}.cutout"))
     limit = get("machine")
     c1000 = get("ingest.1000.cutout")
     frac = c1000.rate / limit["rate"] if (limit and c1000) else None
@@ -125,6 +139,20 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
     )
     if f_small and f_big:
         rows.append(Row(f"fetch {big:,} ÷ fetch {small:,}", f"{f_big.rate / f_small.rate:.2f}", "", "", "", ""))
+    for size, t in ((small, f_small), (big, f_big)):
+        cpu_row(f"server CPU, fetch {size:,}", t)
+        client = t.cpu_per("client") if t is not None else None
+        if client:
+            rows.append(
+                Row(
+                    f"  client CPU (taxii2-client), fetch {size:,}",
+                    f"{client * 1e6:,.0f} µs per object (one core: ≤ {1 / client:,.0f}/s)",
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
 
     # latency
     for label, ck, mk in (
@@ -207,6 +235,7 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
             _verdict(None if fan is None else fan.rate >= 20_000),
         )
     )
+    cpu_row("server CPU, fan-out", fan, "copy")
 
     # memory
     ing_c, ing_m = get("ingest.1000.cutout"), get("ingest.1000.medallion")

@@ -279,22 +279,27 @@ class Run:
 
 # -- the document -------------------------------------------------------------------------------------------------
 def _details(results: dict[str, Any]) -> str:
-    lines = ["| run | objects | seconds | rate | peak RSS | note |", "|---|--:|--:|--:|--:|---|"]
+    lines = [
+        "| run | objects | seconds | rate | peak RSS | CPU per object: server / client | note |",
+        "|---|--:|--:|--:|--:|--:|---|",
+    ]
     for key, v in results.items():
         if isinstance(v, measure.Timed):
+            server, client = v.cpu_per("server"), v.cpu_per("client")
+            cpu = " / ".join("—" if x is None else f"{x * 1e6:,.1f} µs" for x in (server, client))
             lines.append(
                 f"| {key} | {v.objects:,} | {v.seconds:.2f} | {v.rate:,.0f}/s | {v.peak_rss / 2**20:,.0f} MB |"
-                f" {v.note} |"
+                f" {cpu} | {v.note} |"
             )
         elif isinstance(v, measure.Latency):
             lines.append(
                 f"| {key} | {len(v.samples)} samples at {v.size_before:,} | | p50 {v.p50 * 1000:.2f} ms,"
-                f" p99 {v.p99 * 1000:.2f} ms, max {max(v.samples) * 1000:.2f} ms | | {v.polls} GETs |"
+                f" p99 {v.p99 * 1000:.2f} ms, max {max(v.samples) * 1000:.2f} ms | | | {v.polls} GETs |"
             )
     for lat in results.get("latency.medallion.extra", []):
         lines.append(
             f"| latency.medallion at {lat.size_before:,} | {len(lat.samples)} samples | | p50 {lat.p50 * 1000:.2f}"
-            f" ms, p99 {lat.p99 * 1000:.2f} ms | | {lat.polls} GETs |"
+            f" ms, p99 {lat.p99 * 1000:.2f} ms | | | {lat.polls} GETs |"
         )
     return "\n".join(lines)
 
@@ -379,6 +384,11 @@ project's; a MISS is reported, never enforced.
 - **memory**: the server process's RSS from `/proc/PID/status`, sampled every 20 ms. "Bounded by the batch":
   the peak while filling cutout to {big:,} and fetching them may exceed the peak of the {small:,} phases by at
   most a quarter of the added objects' JSON (at least 16 MB, for the allocator's noise).
+- **CPU**: the server process's user + system time (`/proc/PID/stat`) and the client's (this process) over
+  each ingest, fetch and fan-out run, per object. "One core" is the rate that much CPU time per object would
+  allow with a core given to the process alone: an upper bound for the code measured on this CPU, whatever
+  the other core does. A target above the server's bound is out of reach without less work per object;
+  one above the client's is out of reach for that client.
 
 ## Details
 

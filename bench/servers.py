@@ -68,6 +68,17 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far, from /proc (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # after the command's closing parenthesis: state is field 3, so utime (14) and stime (15) are 11 and 12 here
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class RssSampler:
     """Samples a process's RSS every ``interval`` seconds in a thread; ``mark()`` starts a new window."""
 
@@ -173,6 +184,10 @@ class Server:
     def peak_rss(self) -> int:
         assert self.sampler is not None
         return self.sampler.peak()
+
+    def cpu(self) -> float:
+        """CPU seconds the server process has used so far (user + system)."""
+        return cpu_seconds(self.pid)
 
     # what each server implements
     def writer(self, who: Party) -> Collection:

@@ -599,12 +599,24 @@ def _slow_pattern_messages(pattern: str, is_21: bool) -> tuple[str, ...]:
 
 
 def _pattern_messages(pattern: str, version: JSON) -> list[str]:
-    is_21 = version == "2.1"
-    if is_21:
-        comparisons = _fast_pattern(pattern)
-        if comparisons is not None:
-            return _fast_pattern_messages(comparisons)
-    return list(_slow_pattern_messages(pattern, is_21))
+    if version != "2.1":
+        return list(_slow_pattern_messages(pattern, False))
+    if len(pattern) <= _MEMO_PATTERN_CHARS:
+        return list(_pattern_messages_21(pattern))
+    return list(_pattern_messages_21.__wrapped__(pattern))
+
+
+#: patterns up to this long have their verdict remembered: a released copy keeps its original's pattern as
+#: written, so the copy's check (see ``Sanitizer``) finds the verdict its original got moments before
+_MEMO_PATTERN_CHARS: Final = 1024
+
+
+@functools.lru_cache(maxsize=2048)
+def _pattern_messages_21(pattern: str) -> tuple[str, ...]:
+    comparisons = _fast_pattern(pattern)
+    if comparisons is not None:
+        return tuple(_fast_pattern_messages(comparisons))
+    return _slow_pattern_messages(pattern, True)
 
 
 @functools.lru_cache(maxsize=4096)
