@@ -262,8 +262,8 @@ class Tx:
         rows = self._fetch("parties", "SELECT * FROM parties WHERE token_hash = ?", (token_hash,))
         return rows[0] if rows else None
 
-    def parties(self) -> list[Row[Any]]:
-        return list(self.conn.execute(select(s.parties).order_by(s.parties.c.id)))
+    def parties(self) -> list[Any]:
+        return self._fetch("parties", "SELECT * FROM parties ORDER BY id")
 
     def update_party(self, party_id: int, **values: Any) -> None:
         self.conn.execute(update(s.parties).where(s.parties.c.id == party_id).values(**values))
@@ -333,8 +333,9 @@ class Tx:
             q = q.where(s.agreements.c.ended.is_(None))
         return list(self.conn.execute(q))
 
-    def agreement(self, agreement_id: int) -> Row[Any] | None:
-        return self.conn.execute(select(s.agreements).where(s.agreements.c.id == agreement_id)).first()
+    def agreement(self, agreement_id: int) -> Any | None:
+        rows = self._fetch("agreements", "SELECT * FROM agreements WHERE id = ?", (agreement_id,))
+        return rows[0] if rows else None
 
     def active_agreements_from(self, provider_id: int) -> list[Any]:
         """Active agreements of a provider whose consumer has not been revoked."""
