@@ -21,7 +21,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -164,6 +164,14 @@ def _row(obj: Mapping[str, Any], version: str, version_us: int, origin: int | No
         body=orjson.dumps(obj),
         origin=origin,
     )
+
+
+class _Source(NamedTuple):
+    """What a release needs of a stored object's row besides its parsed body."""
+
+    pk: int
+    version: str
+    version_us: int
 
 
 def _version_of(obj: Mapping[str, Any]) -> tuple[str, int]:
@@ -527,6 +535,7 @@ class Exchange:
             fresh = [
                 (pk, obj, kinds[i]) for i, (pk, obj) in enumerate(zip(pks, objects, strict=True)) if pk is not None
             ]
+            new_fresh = [n for n, pk in zip(new, pks, strict=True) if pk is not None]
             self._learn_terms(tx, party, objects)
             held = self._schedule(tx, party, fresh, now)
             tx.append_audit(
@@ -548,7 +557,11 @@ class Exchange:
             later = [h for h in held if h["due"] > now]
             tx.hold(later)
             if due_now:
-                self._release(tx, due_now, now)
+                stored = {
+                    pk: (_Source(pk, n.version, n.version_us), obj)
+                    for (pk, obj, _), n in zip(fresh, new_fresh, strict=True)
+                }
+                self._release(tx, due_now, now, stored=stored)
             unversioned = tx.unversioned_added(outbox.id, (n.stix_id for n in new if not n.version))
             status = {
                 "id": status_id,
@@ -922,11 +935,26 @@ class Exchange:
             tx.postpone(pks, when)
         return go
 
-    def _release(self, tx: Tx, items: Sequence[Mapping[str, Any]], now: int, recheck: bool = False) -> None:
+    def _release(
+        self,
+        tx: Tx,
+        items: Sequence[Mapping[str, Any]],
+        now: int,
+        recheck: bool = False,
+        stored: Mapping[int, tuple[_Source, dict[str, Any]]] | None = None,
+    ) -> None:
         """Release items now. With ``recheck`` (held items), each intel item is decided again against the
-        agreements active now, and goes under the sanitizing options of the agreement that decides it now."""
-        sources = tx.objects_by_pk(i["source_pk"] for i in items)
-        parsed = {pk: orjson.loads(row.body) for pk, row in sources.items()}  # once, however many readers
+        agreements active now, and goes under the sanitizing options of the agreement that decides it now.
+        ``stored``: sources this transaction has just stored, by pk, with their parsed objects (a release in
+        the submission that stored them need not read them back)."""
+        stored = stored or {}
+        sources: dict[int, Any] = {pk: stored[pk][0] for pk in {i["source_pk"] for i in items} if pk in stored}
+        parsed = {pk: stored[pk][1] for pk in sources}
+        missing = [i["source_pk"] for i in items if i["source_pk"] not in sources]
+        if missing:
+            more = tx.objects_by_pk(missing)
+            sources.update(more)
+            parsed.update((pk, orjson.loads(row.body)) for pk, row in more.items())  # once, however many readers
         options: dict[int, frozenset[str]] = {}  # agreement id -> its sanitizing options
         active: dict[tuple[int, int], list[Agreement]] = {}  # (sender, recipient) -> agreements active now
         unmarked = self.settings.unmarked_level
