@@ -13,6 +13,7 @@ indicators belong in patterns and cyber observables, which are not free text and
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -54,23 +55,8 @@ class Redactor:
     """Replaces a fixed set of terms; built once per batch, applied to every free-text field."""
 
     def __init__(self, terms: Iterable[str]) -> None:
-        words: set[str] = set()
-        self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for term in terms:
-            if not term or not term.strip():
-                continue
-            cleaned = " ".join(unicodedata.normalize("NFKC", term).split())
-            try:
-                self._networks.append(ipaddress.ip_network(cleaned, strict=False))
-                continue
-            except ValueError:
-                words.add(cleaned)
-        ordered = [r"\s+".join(re.escape(w) for w in t.split()) for t in sorted(words, key=len, reverse=True)]
-        self._pattern = re.compile(r"(?<!\w)(?:" + "|".join([*_ALWAYS, *ordered]) + r")(?!\w)", re.IGNORECASE)
-        self._terms = re.compile(r"(?<!\w)(?:" + "|".join(ordered) + r")(?!\w)", re.IGNORECASE) if ordered else None
-        self._keys = _ascii_keys(words)
+        self._pattern, self._terms, self._keys, self._networks, self._addresses = _compiled(tuple(terms))
         self._memo: dict[str, tuple[str, int]] = {}
-        self._addresses = re.compile(rf"(?<![\w.:])(?:{_IPV4}|{_IPV6})(?![\w:])", re.IGNORECASE)
 
     #: how many replacements this redactor has made (the service reads it to send objects for review)
     count = 0
@@ -120,6 +106,33 @@ class Redactor:
             lowered = norm.lower()
             return any(key in lowered for key in self._keys)
         return self._terms is not None and self._terms.search(norm) is not None
+
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(
+    terms: tuple[str, ...],
+) -> tuple[re.Pattern[str], re.Pattern[str] | None, tuple[str, ...] | None, tuple[_Network, ...], re.Pattern[str]]:
+    """What a Redactor of these terms matches with, built once per distinct list of terms (a release run
+    makes a Redactor per sender; its memo is the run's own, these are shared)."""
+    words: set[str] = set()
+    networks: list[_Network] = []
+    for term in terms:
+        if not term or not term.strip():
+            continue
+        cleaned = " ".join(unicodedata.normalize("NFKC", term).split())
+        try:
+            networks.append(ipaddress.ip_network(cleaned, strict=False))
+            continue
+        except ValueError:
+            words.add(cleaned)
+    ordered = [r"\s+".join(re.escape(w) for w in t.split()) for t in sorted(words, key=len, reverse=True)]
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join([*_ALWAYS, *ordered]) + r")(?!\w)", re.IGNORECASE)
+    only_terms = re.compile(r"(?<!\w)(?:" + "|".join(ordered) + r")(?!\w)", re.IGNORECASE) if ordered else None
+    addresses = re.compile(rf"(?<![\w.:])(?:{_IPV4}|{_IPV6})(?![\w:])", re.IGNORECASE)
+    return pattern, only_terms, _ascii_keys(words), tuple(networks), addresses
 
 
 def _ascii_keys(words: Iterable[str]) -> tuple[str, ...] | None:
