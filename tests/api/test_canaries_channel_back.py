@@ -80,7 +80,9 @@ DOCUMENTED_OPINION = {
     "not-found": "disagree",
     "false-positive": "strongly-disagree",
 }
-EXAMPLES = {"sqlite": 8, "postgres": 3}
+#: examples per route: every route is tried on every backend (drawn, three routes were sometimes not all covered)
+EXAMPLES = {"sqlite": 3, "postgres": 1}
+ROUTES = ("covers", "area", "types")
 ELSEWHERE = "100,-10,110,0"
 VALLEY_AREA = [32.0, 45.0, 34.0, 47.0]  # what requests ask about when the area decides the route
 #: what a provider's copy of a request may hold: nothing else
@@ -207,14 +209,14 @@ class Case:
 
 
 @st.composite
-def cases(draw: st.DrawFn) -> Case:
+def cases(draw: st.DrawFn, route: str) -> Case:
     g = Gen(draw)
     a = Author(g, "consumer")
     provides = g.flag()
     return Case(
         requester=a,
         provides=provides,
-        route=g.pick(("covers", "area", "types")),
+        route=route,
         n_requests=g.count(1, 2),
         revise=g.flag(),
         answer_type=g.pick(("note", "opinion", "report")),
@@ -305,15 +307,15 @@ def _origin(ex: Exchange, reader: str, out_id: str) -> tuple[str, str]:
 # -- the test ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("backend", backends())
-def test_no_party_identity_crosses_the_channel_back(backend: str) -> None:
+def test_no_party_identity_crosses_the_channel_back(backend: str, route: str) -> None:
     _skip_without_postgres(backend)
     outcomes_seen: Counter[str] = Counter()
-    routes: Counter[str] = Counter()
     answered = 0
 
     @settings(max_examples=EXAMPLES[backend], **SETTINGS)
-    @given(case=cases(), data=st.data())
+    @given(case=cases(route), data=st.data())
     def run(case: Case, data: st.DataObject) -> None:
         nonlocal answered
         a = case.requester
@@ -377,7 +379,6 @@ def test_no_party_identity_crosses_the_channel_back(backend: str) -> None:
                     assert c["created"] == c["modified"] and c["modified"].endswith(":00.000Z")
                     assert _origin(ex, name, c["id"])[0] == a.name
                     copy_ids.append(c["id"])
-            routes[case.route] += 1
 
             # outcomes: to the provider whose object is named, with exactly the documented values
             sent = {o["id"]: o for o in feedback}
@@ -452,5 +453,3 @@ def test_no_party_identity_crosses_the_channel_back(backend: str) -> None:
     run()
     assert set(outcomes_seen) == set(OUTCOMES), outcomes_seen
     assert answered == EXAMPLES[backend]
-    if backend == "sqlite":
-        assert set(routes) == {"covers", "area", "types"}, routes
