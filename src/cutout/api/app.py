@@ -183,10 +183,11 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
     def guarded(handler: Callable[[Request, Party], Awaitable[Response]], taxii: bool = True) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
-                if taxii:
-                    _check_accept(request)
+                # who is asking comes first: without valid credentials nothing else of the request is looked at
                 name, token = _credentials(request)
                 party = await run_in_threadpool(ex.authenticate, name, token)
+                if taxii:
+                    _check_accept(request)
                 return await handler(request, party)
             except StoreUnavailable as exc:
                 # the driver's words stay here; the client hears a 503 with Retry-After and resends
