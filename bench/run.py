@@ -360,8 +360,9 @@ project's; a MISS is reported, never enforced.
   `orjson.dumps` of every object, one `executemany` of 1,000 rows per transaction into SQLite (WAL,
   `synchronous=FULL`, same file system); best of 3. cutout's ingest is shown as a share of it.
 - **fetch**: the consumer pages through {small:,} and then {big:,} objects with `limit={s.page}`, following
-  `next` (taxii2-client's `as_pages`; the client decodes every page); cutout {s.fetch_repeat} times per size, the
-  best counts (the others are in the details). cutout's server is filled by POSTs of
+  `next` (taxii2-client's `as_pages`; the client decodes every page, its heap frozen with `gc.freeze()` so
+  that its collector walks only what the pages add, not the harness's objects); cutout {s.fetch_repeat} times
+  per size, the best counts (the others are in the details). cutout's server is filled by POSTs of
   {s.load_per:,}; medallion gets {s.medallion_fetch_budget:.0f} s per size (its server is killed when the budget
   runs out) and is not tried at a larger size once a smaller one did not finish; filling it is capped at
   {s.medallion_load_budget:.0f} s too.
