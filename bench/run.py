@@ -375,9 +375,10 @@ project's; a MISS is reported, never enforced.
   the collection's size; the peer baseline's 8 / 171 / 790 ms at 0–200 / 2,000 / 10,000 fetched the object by
   its id instead, which a consumer of cutout cannot do (its copies carry ids of their own).
 - **floors under the latency**: the same latency loop ({s.latency_samples} samples) against `bench/stub.py`, a server
-  that answers every request with a canned response without looking at it (uvicorn, as `cutout serve` runs
-  it): what taxii2-client, requests and loopback HTTP cost a sample before any server work. And one durable
-  commit: a one-row transaction in SQLite (WAL, `synchronous=FULL`) on the same file system, timed 300 times.
+  that answers every request with a canned response without looking at it (uvicorn with httptools and
+  uvloop, as `cutout serve` runs it): what taxii2-client, requests and loopback HTTP cost a sample before any
+  server work. And one durable commit: a one-row transaction in SQLite (WAL, `synchronous=FULL`) on the same
+  file system, timed 300 times.
 - **fan-out**: one provider, {s.fanout_consumers} consumers each under an agreement with delay 0; {s.fanout_objects:,}
   objects in envelopes of {s.fanout_per} → {s.fanout_objects * s.fanout_consumers:,} released copies, divided by the
   time of the POSTs (release is part of the POST). Two consumers' inboxes are checked afterwards. medallion has
