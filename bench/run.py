@@ -360,8 +360,9 @@ project's; a MISS is reported, never enforced.
   `orjson.dumps` of every object, one `executemany` of 1,000 rows per transaction into SQLite (WAL,
   `synchronous=FULL`, same file system); best of 3. cutout's ingest is shown as a share of it.
 - **fetch**: the consumer pages through {small:,} and then {big:,} objects with `limit={s.page}`, following
-  `next` (taxii2-client's `as_pages`; the client decodes every page); cutout {s.fetch_repeat} times per size, the
-  best counts (the others are in the details). cutout's server is filled by POSTs of
+  `next` (taxii2-client's `as_pages`; the client decodes every page, its heap frozen with `gc.freeze()` so
+  that its collector walks only what the pages add, not the harness's objects); cutout {s.fetch_repeat} times
+  per size, the best counts (the others are in the details). cutout's server is filled by POSTs of
   {s.load_per:,}; medallion gets {s.medallion_fetch_budget:.0f} s per size (its server is killed when the budget
   runs out) and is not tried at a larger size once a smaller one did not finish; filling it is capped at
   {s.medallion_load_budget:.0f} s too.
@@ -374,9 +375,10 @@ project's; a MISS is reported, never enforced.
   the collection's size; the peer baseline's 8 / 171 / 790 ms at 0–200 / 2,000 / 10,000 fetched the object by
   its id instead, which a consumer of cutout cannot do (its copies carry ids of their own).
 - **floors under the latency**: the same latency loop ({s.latency_samples} samples) against `bench/stub.py`, a server
-  that answers every request with a canned response without looking at it (uvicorn, as `cutout serve` runs
-  it): what taxii2-client, requests and loopback HTTP cost a sample before any server work. And one durable
-  commit: a one-row transaction in SQLite (WAL, `synchronous=FULL`) on the same file system, timed 300 times.
+  that answers every request with a canned response without looking at it (uvicorn with httptools and
+  uvloop, as `cutout serve` runs it): what taxii2-client, requests and loopback HTTP cost a sample before any
+  server work. And one durable commit: a one-row transaction in SQLite (WAL, `synchronous=FULL`) on the same
+  file system, timed 300 times.
 - **fan-out**: one provider, {s.fanout_consumers} consumers each under an agreement with delay 0; {s.fanout_objects:,}
   objects in envelopes of {s.fanout_per} → {s.fanout_objects * s.fanout_consumers:,} released copies, divided by the
   time of the POSTs (release is part of the POST). Two consumers' inboxes are checked afterwards. medallion has

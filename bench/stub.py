@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 import uvicorn
 
+from cutout.api.serving import server_config
+
 _MEDIA = b"application/taxii+json;version=2.1"
 _OBJECT = {
     "type": "indicator",
@@ -73,17 +75,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def main() -> None:
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=int(sys.argv[1]),
-        server_header=False,
-        date_header=True,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config(app, "127.0.0.1", int(sys.argv[1]), lifespan="off")).run()
 
 
 if __name__ == "__main__":

@@ -47,6 +47,13 @@ log = logging.getLogger("cutout.api")
 
 _STIX_TYPES = {"application/taxii+json", "application/stix+json", "application/vnd.oasis.stix+json"}
 Handler = Callable[[Request], Awaitable[Response]]
+#: a route's work, on a worker thread, for an authenticated party
+Work = Callable[[Request, Party], Response]
+#: a POST route's work, given the whole body
+BodyWork = Callable[[Request, Party, bytes], Response]
+#: a body that declares at most this many bytes is read before authentication, so that authentication and the
+#: work are one call on a worker thread; anything larger waits until its sender is known
+EARLY_BODY = 64 * 1024
 
 
 def _media(value: str) -> tuple[str, dict[str, str]]:
@@ -140,6 +147,36 @@ def _parse_query(request: Request, settings: Settings, versions_default: tuple[s
     )
 
 
+def _declared_size(request: Request) -> int:
+    """The body's Content-Length; a body without one (or with a malformed one) counts as too large to read early."""
+    declared = request.headers.get("content-length")
+    return int(declared) if declared is not None and declared.isdigit() else EARLY_BODY + 1
+
+
+class _Body:
+    """A request body, read in steps: up to a limit, and later on from where it stopped."""
+
+    def __init__(self, request: Request) -> None:
+        self._stream = request.stream()
+        self._chunks: list[bytes] = []
+        self.size = 0
+        self.complete = False
+
+    async def read(self, limit: int) -> None:
+        """Read on until the body ends or more than ``limit`` bytes are held (then ``complete`` stays false)."""
+        if self.complete or self.size > limit:
+            return
+        async for chunk in self._stream:
+            self.size += len(chunk)
+            self._chunks.append(chunk)
+            if self.size > limit:
+                return
+        self.complete = True
+
+    def bytes(self) -> bytes:
+        return b"".join(self._chunks)
+
+
 def _taxii(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status, media_type=TAXII_MEDIA, headers=headers)
 
@@ -157,6 +194,19 @@ def _envelope_head(page: Page) -> bytes:
     if page.next:
         head += b',"next":' + orjson.dumps(page.next)
     return head
+
+
+def _objects_envelope(page: Page) -> bytes:
+    """The envelope of a page of objects: the stored JSON of the rows as the driver hands it over (bytes or a
+    memoryview), neither parsed nor copied one by one; the whole payload is copied once, by one join."""
+    head = _envelope_head(page) + b',"objects":['
+    bodies = [r.body for r in page.rows]
+    if not bodies:
+        return head + b"]}"
+    # the head and tail go onto the first and last row (a copy of those two only), so one join builds the rest
+    bodies[0] = b"".join((head, bodies[0]))
+    bodies[-1] = b"".join((bodies[-1], b"]}"))
+    return b",".join(bodies)
 
 
 def parse_envelope(body: bytes) -> list[Any]:
@@ -180,14 +230,57 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
     ex = exchange or Exchange.open(settings)
     root = f"/{settings.api_root}"
 
-    def guarded(handler: Callable[[Request, Party], Awaitable[Response]], taxii: bool = True) -> Handler:
+    def too_large() -> TooLarge:
+        return TooLarge(f"the body is over the API root's max_content_length ({settings.max_content_length} bytes)")
+
+    def guarded(work: Work, taxii: bool = True, take_body: BodyWork | None = None) -> Handler:
+        """The endpoint of a route: authentication and the route's work in one call on a worker thread.
+
+        A POST (``take_body``) whose body declares at most ``EARLY_BODY`` bytes is read first, so that it too
+        costs one thread hop; a larger one is read only once its sender is authenticated (two hops). Whatever
+        the body, its refusals (size, media type, JSON) come after authentication: without valid credentials
+        every request hears the same 401."""
+
+        def admit(request: Request) -> Party:
+            # who is asking comes first: without valid credentials nothing else of the request is looked at
+            name, token = _credentials(request)
+            party = ex.authenticate(name, token)
+            if taxii:
+                _check_accept(request)
+            return party
+
+        def run(request: Request) -> Response:
+            return work(request, admit(request))
+
+        def admit_post(request: Request) -> Party:
+            party = admit(request)
+            _check_content_type(request)
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > settings.max_content_length:
+                raise too_large()
+            return party
+
+        def run_post(request: Request, body: _Body) -> Response:
+            assert take_body is not None
+            party = admit_post(request)
+            if body.size > settings.max_content_length:
+                raise too_large()
+            return take_body(request, party, body.bytes())
+
         async def endpoint(request: Request) -> Response:
             try:
-                if taxii:
-                    _check_accept(request)
-                name, token = _credentials(request)
-                party = await run_in_threadpool(ex.authenticate, name, token)
-                return await handler(request, party)
+                if take_body is None or request.method != "POST":
+                    return await run_in_threadpool(run, request)
+                body = _Body(request)
+                if _declared_size(request) <= EARLY_BODY:
+                    await body.read(EARLY_BODY)
+                    if body.complete:
+                        return await run_in_threadpool(run_post, request, body)
+                party = await run_in_threadpool(admit_post, request)
+                await body.read(settings.max_content_length)
+                if not body.complete:
+                    raise too_large()
+                return await run_in_threadpool(take_body, request, party, body.bytes())
             except StoreUnavailable as exc:
                 # the driver's words stay here; the client hears a 503 with Retry-After and resends
                 log.warning("%s %s: store unavailable: %s", request.method, request.url.path, _cause(exc))
@@ -197,8 +290,10 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
 
         return endpoint
 
+    # the routes' work: each runs on a worker thread, after authentication, in the same call
+
     # §4.1 server discovery
-    async def discovery(request: Request, party: Party) -> Response:
+    def discovery(request: Request, party: Party) -> Response:
         base = str(request.base_url).rstrip("/")
         return _taxii(
             orjson.dumps(
@@ -212,7 +307,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         )
 
     # §4.2 API root information
-    async def api_root(request: Request, party: Party) -> Response:
+    def api_root(request: Request, party: Party) -> Response:
         return _taxii(
             orjson.dumps(
                 {
@@ -225,65 +320,46 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         )
 
     # §4.3 status
-    async def status(request: Request, party: Party) -> Response:
-        return _taxii(await run_in_threadpool(ex.status, party, request.path_params["status_id"]))
+    def status(request: Request, party: Party) -> Response:
+        return _taxii(ex.status(party, request.path_params["status_id"]))
 
     # §5.1 collections
-    async def collections(request: Request, party: Party) -> Response:
-        found = await run_in_threadpool(ex.collections, party)
-        return _taxii(orjson.dumps({"collections": [c.describe() for c in found]}))
+    def collections(request: Request, party: Party) -> Response:
+        return _taxii(orjson.dumps({"collections": [c.describe() for c in ex.collections(party)]}))
 
     # §5.2 one collection
-    async def collection(request: Request, party: Party) -> Response:
-        coll = await run_in_threadpool(ex.collection, party, request.path_params["coll"])
-        return _taxii(orjson.dumps(coll.describe()))
+    def collection(request: Request, party: Party) -> Response:
+        return _taxii(orjson.dumps(ex.collection(party, request.path_params["coll"]).describe()))
 
-    async def _page(request: Request, party: Party, stix_id: str | None, versions: tuple[str, ...]) -> Page:
+    def _page(request: Request, party: Party, stix_id: str | None, versions: tuple[str, ...]) -> Page:
         q = _parse_query(request, settings, versions)
         token = request.query_params.get("next")
-        return await run_in_threadpool(ex.page, party, request.path_params["coll"], q, token, stix_id)
+        return ex.page(party, request.path_params["coll"], q, token, stix_id)
 
-    # §5.4 get objects / §5.5 add objects
-    async def objects(request: Request, party: Party) -> Response:
-        if request.method == "POST":
-            return await add_objects(request, party)
-        page = await _page(request, party, None, ("last",))
-        body = _envelope_head(page) + b',"objects":[' + b",".join(bytes(r.body) for r in page.rows) + b"]}"
-        return _taxii(body, headers=_date_headers(page))
+    # §5.4 get objects
+    def objects(request: Request, party: Party) -> Response:
+        page = _page(request, party, None, ("last",))
+        return _taxii(_objects_envelope(page), headers=_date_headers(page))
 
-    async def add_objects(request: Request, party: Party) -> Response:
-        _check_content_type(request)
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > settings.max_content_length:
-            raise TooLarge(f"the body is over the API root's max_content_length ({settings.max_content_length} bytes)")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > settings.max_content_length:
-                raise TooLarge(
-                    f"the body is over the API root's max_content_length ({settings.max_content_length} bytes)"
-                )
-            chunks.append(chunk)
-        objs = parse_envelope(b"".join(chunks))
-        result = await run_in_threadpool(ex.submit, party, request.path_params["coll"], objs)
+    # §5.5 add objects
+    def add_objects(request: Request, party: Party, body: bytes) -> Response:
+        result = ex.submit(party, request.path_params["coll"], parse_envelope(body))
         return _taxii(orjson.dumps(result), status=202)
 
     # §5.6 get an object / §5.7 delete an object
-    async def one_object(request: Request, party: Party) -> Response:
+    def one_object(request: Request, party: Party) -> Response:
         if request.method == "DELETE":
             q = _parse_query(request, settings, ("all",))
-            await run_in_threadpool(ex.delete_object, party, request.path_params["coll"], request.path_params["obj"], q)
+            ex.delete_object(party, request.path_params["coll"], request.path_params["obj"], q)
             return Response(status_code=200, media_type=TAXII_MEDIA)
-        page = await _page(request, party, request.path_params["obj"], ("last",))
+        page = _page(request, party, request.path_params["obj"], ("last",))
         if not page.exists:
             raise NotFound("no such object")
-        body = _envelope_head(page) + b',"objects":[' + b",".join(bytes(r.body) for r in page.rows) + b"]}"
-        return _taxii(body, headers=_date_headers(page))
+        return _taxii(_objects_envelope(page), headers=_date_headers(page))
 
     # §5.8 object versions
-    async def versions(request: Request, party: Party) -> Response:
-        page = await _page(request, party, request.path_params["obj"], ("all",))
+    def versions(request: Request, party: Party) -> Response:
+        page = _page(request, party, request.path_params["obj"], ("all",))
         if not page.exists:
             raise NotFound("no such object")
         listing = [r.version or format_us(r.date_added) for r in page.rows]
@@ -291,8 +367,8 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         return _taxii(body, headers=_date_headers(page))
 
     # §5.3 manifest
-    async def manifest(request: Request, party: Party) -> Response:
-        page = await _page(request, party, None, ("last",))
+    def manifest(request: Request, party: Party) -> Response:
+        page = _page(request, party, None, ("last",))
         entries = [
             {
                 "id": r.stix_id,
@@ -306,15 +382,14 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         return _taxii(body, headers=_date_headers(page))
 
     # cutout's own: receipts from the audit log (docs/audit.md); JSON, outside the TAXII media types
-    async def receipt(request: Request, party: Party) -> Response:
-        body = await run_in_threadpool(ex.receipt_for, party, request.path_params["ref"])
-        return Response(body, media_type="application/json")
+    def receipt(request: Request, party: Party) -> Response:
+        return Response(ex.receipt_for(party, request.path_params["ref"]), media_type="application/json")
 
-    async def receipt_key(request: Request, party: Party) -> Response:
+    def receipt_key(request: Request, party: Party) -> Response:
         return Response(orjson.dumps({"verifier_key": ex.audit_key()}), media_type="application/json")
 
     # cutout's own: the extension definitions of grades, outcomes and requests (docs/extensions.md), as STIX
-    async def extensions(request: Request, party: Party) -> Response:
+    def extensions(request: Request, party: Party) -> Response:
         body = orjson.dumps({"more": False, "objects": list(DEFINITIONS)})
         return Response(body, media_type=MEDIA_STIX)
 
@@ -328,9 +403,9 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     def both(
-        path: str, handler: Callable[[Request, Party], Awaitable[Response]], methods: list[str], taxii: bool = True
+        path: str, work: Work, methods: list[str], taxii: bool = True, take_body: BodyWork | None = None
     ) -> list[Route]:
-        endpoint = guarded(handler, taxii)
+        endpoint = guarded(work, taxii, take_body)
         return [Route(path + "/", endpoint, methods=methods), Route(path, endpoint, methods=methods)]
 
     coll = root + "/collections/{coll}"
@@ -341,7 +416,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         *both(root + "/status/{status_id}", status, ["GET"]),
         *both(root + "/collections", collections, ["GET"]),
         *both(coll, collection, ["GET"]),
-        *both(coll + "/objects", objects, ["GET", "POST"]),
+        *both(coll + "/objects", objects, ["GET", "POST"], take_body=add_objects),
         *both(coll + "/objects/{obj}", one_object, ["GET", "DELETE"]),
         *both(coll + "/objects/{obj}/versions", versions, ["GET"]),
         *both(coll + "/manifest", manifest, ["GET"]),

@@ -525,6 +525,7 @@ def serve(data: Path | None, db: str | None, host: str | None, port: int | None,
     import uvicorn
 
     from cutout.api import create_app
+    from cutout.api.serving import server_config
 
     settings = _settings(data, database_url=db, host=host, port=port)
     app = create_app(settings)
@@ -532,17 +533,7 @@ def serve(data: Path | None, db: str | None, host: str | None, port: int | None,
         click.echo(json.dumps({"url": f"http://{settings.host}:{settings.port}/taxii2/"}))
     else:
         click.echo(f"cutout serving TAXII 2.1 at http://{settings.host}:{settings.port}/taxii2/", err=True)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        server_header=False,
-        date_header=True,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config(app, settings.host, settings.port)).run()
 
 
 # -- the party's own client ---------------------------------------------------------------------------------
