@@ -199,16 +199,41 @@ def test_audit_appends_without_gaps_and_keeps_the_range(store: Store, party: int
     with store.read() as tx:
         before = len(tx.audit_rows())
     with store.write() as tx:
-        tx.append_audit([audit_row("test", {"n": 1}, T0, refs=[(party, "ref-1")]), audit_row("test", {"n": 2}, T0)])
+        assert tx.append_audit([audit_row("test", {"n": 1}, T0), audit_row("test", {"n": 2}, T0)]) == [
+            before + 1,
+            before + 2,
+        ]
     with store.write() as tx:
-        tx.append_audit([audit_row("test", {"n": 3}, T0, refs=[(party, "ref-1")])])
-        tx.append_audit([])
+        assert tx.append_audit([audit_row("test", {"n": 3}, T0)]) == [before + 3]
+        assert tx.append_audit([]) == []
     with store.read() as tx:
         rows = tx.audit_rows()
         assert [r.seq for r in rows] == list(range(1, before + 4))
-        assert tx.audit_seq_of(party, "ref-1") == before + 3
-        assert tx.audit_seq_of(party + 1, "ref-1") is None
         expected = CompactRange()
         expected.extend([leaf_hash(r.commitment) for r in rows])
         assert tx.audit_range().root() == expected.root()
         assert tx.audit_commitments(before + 1)[-1] == rows[before].commitment
+
+
+def test_receipts_are_found_by_status_and_by_delivered_object(store: Store, party: int) -> None:
+    status = "5a5a5a5a-0000-4000-8000-000000000002"
+    with store.write() as tx:
+        a, b, c = tx.append_audit([audit_row("test", {"n": n}, T0) for n in range(3)])
+        tx.add_status(status, party, T0, b"{}", audit_seq=a)
+        inbox, outbox = _inbox(tx, party), tx.collection(party, "outbox")
+        tx.add_objects(inbox, [_obj(1), _obj(2)], T0, audit_seq=b)
+        tx.add_objects(outbox, [_obj(3)], T0)  # a submission's objects: their receipt is the status's
+    with store.read() as tx:
+        assert tx.audit_seq_of(party, status) == a
+        assert tx.audit_seq_of(party + 1, status) is None
+        assert tx.audit_seq_of(party, _obj(1).stix_id) == b
+        assert tx.audit_seq_of(party, _obj(3).stix_id) is None
+        assert tx.audit_seq_of(party, "no-such-ref") is None
+    with store.write() as tx:
+        inbox = _inbox(tx, party)
+        tx.add_objects(inbox, [_obj(1, T0 + 1)], T0 + 1)  # a version without a delivery (a revocation)
+        # delivered again, a version already there: the latest delivery names it, so its receipt is that one
+        tx.add_objects(inbox, [_obj(2)], T0 + 2, audit_seq=c)
+    with store.read() as tx:
+        assert tx.audit_seq_of(party, _obj(1).stix_id) == b
+        assert tx.audit_seq_of(party, _obj(2).stix_id) == c

@@ -91,6 +91,8 @@ objects = Table(
     Column("latest", Boolean, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("origin", BigInteger),  # for delivered copies: pk of the object they were made from
+    # in an inbox: the audit entry that delivered this version (the receipt its reader may ask for)
+    Column("audit_seq", BigInteger),
     UniqueConstraint("coll", "stix_id", "version_us", name="uq_objects_version"),
 )
 Index("ix_objects_coll_added", objects.c.coll, objects.c.date_added, unique=True)
@@ -108,7 +110,15 @@ copies = Table(
     Column("modified_out", BigInteger),
     Column("origin_version_us", BigInteger),
 )
-Index("ix_copies_out", copies.c.recipient_id, copies.c.out_id)
+# held copies (out_id NULL) are never looked up by out_id: leaving them out means a release adds the entry
+# instead of moving it
+Index(
+    "ix_copies_out",
+    copies.c.recipient_id,
+    copies.c.out_id,
+    sqlite_where=copies.c.out_id.is_not(None),
+    postgresql_where=copies.c.out_id.is_not(None),
+)
 
 releases = Table(
     "releases",
@@ -157,6 +167,7 @@ statuses = Table(
     Column("party_id", Integer, nullable=False),
     Column("created", BigInteger, nullable=False),
     Column("body", LargeBinary, nullable=False),
+    Column("audit_seq", BigInteger),  # the acceptance's audit entry (the receipt the submitter may ask for)
 )
 
 audit = Table(
@@ -171,15 +182,8 @@ audit = Table(
     Column("event", LargeBinary),  # NULL once retention destroyed it
 )
 
-# which audit entries a party may ask a receipt for: its acceptances (by status id), its deliveries (by object id)
-audit_refs = Table(
-    "audit_refs",
-    metadata,
-    Column("party_id", Integer, nullable=False),
-    Column("ref", String(160), nullable=False),
-    Column("seq", BigInteger, nullable=False),
-)
-Index("ix_audit_refs", audit_refs.c.party_id, audit_refs.c.ref)
+# A party may ask a receipt for the audit entries of its own acceptances (statuses.audit_seq, by status id)
+# and deliveries (objects.audit_seq in its inbox, by object id): no table of references beside them.
 
 audit_checkpoints = Table(
     "audit_checkpoints",

@@ -365,12 +365,21 @@ class Tx:
         self.conn.execute(update(s.agreements).where(s.agreements.c.id == agreement_id).values(ended=now))
 
     # -- objects --------------------------------------------------------------------------------------
-    def add_objects(self, coll: Any, new: Sequence[NewObject], now: int, *, returning: bool = True) -> list[int | None]:
+    def add_objects(
+        self,
+        coll: Any,
+        new: Sequence[NewObject],
+        now: int,
+        *,
+        returning: bool = True,
+        audit_seq: int | None = None,
+    ) -> list[int | None]:
         """Add objects to a collection; exact duplicates (same id and version) are skipped.
 
         Returns, for each input, the pk of the stored row, or None for a duplicate (with ``returning=False``,
         -1 instead of the pk: the caller does not need it, and it is not read back). ``date_added`` is
-        unique and strictly increasing per collection.
+        unique and strictly increasing per collection. ``audit_seq`` is the audit entry that delivers them
+        (an inbox): a duplicate takes it too, since that entry names it as well and is the latest receipt.
         """
         if not new:
             return []
@@ -395,9 +404,12 @@ class Tx:
         result: list[int | None] = []
         demote: set[int] = set()
         new_latest: dict[str, int] = {}  # stix_id -> index in rows
+        redelivered: list[int] = []
         for n in new:
             key = (n.stix_id, n.version_us)
             if key in existing:
+                if existing[key] >= 0:
+                    redelivered.append(existing[key])
                 result.append(None)
                 continue
             existing[key] = -1
@@ -423,16 +435,20 @@ class Tx:
                     is_latest,
                     n.body,
                     n.origin,
+                    audit_seq,
                 ]
             )
             result.append(-1)
             added += 1
         for chunk in _chunks(sorted(demote), 500):
             self._exec(f"UPDATE objects SET latest = ? WHERE pk IN ({_marks(chunk)})", (False, *chunk))
+        if audit_seq is not None:
+            for chunk in _chunks(sorted(set(redelivered)), 500):
+                self._exec(f"UPDATE objects SET audit_seq = ? WHERE pk IN ({_marks(chunk)})", (audit_seq, *chunk))
         if rows:
             self._many(
                 "INSERT INTO objects (coll, stix_id, type, version, version_us, spec_version, date_added, latest,"
-                " body, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " body, origin, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             self._exec("UPDATE collections SET last_added = ? WHERE id = ?", (added - 1, coll_id))
@@ -692,9 +708,11 @@ class Tx:
         self.conn.execute(delete(s.reviews).where(s.reviews.c.id == review_id))
 
     # -- statuses -------------------------------------------------------------------------------------
-    def add_status(self, uuid: str, party_id: int, now: int, body: bytes) -> None:
+    def add_status(self, uuid: str, party_id: int, now: int, body: bytes, *, audit_seq: int | None = None) -> None:
+        """Keep a submission's status; ``audit_seq`` is its acceptance in the audit log."""
         self._exec(
-            "INSERT INTO statuses (uuid, party_id, created, body) VALUES (?, ?, ?, ?)", (uuid, party_id, now, body)
+            "INSERT INTO statuses (uuid, party_id, created, body, audit_seq) VALUES (?, ?, ?, ?, ?)",
+            (uuid, party_id, now, body, audit_seq),
         )
 
     def status(self, uuid: str, party_id: int) -> bytes | None:
@@ -702,39 +720,40 @@ class Tx:
         return None if body is None else bytes(body)
 
     # -- audit ----------------------------------------------------------------------------------------
-    def append_audit(self, rows: Sequence[dict[str, Any]]) -> None:
+    def append_audit(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Append events to the log: contiguous seq numbers, and the Merkle tree's compact range kept in step.
+        Returns the seq of each row.
 
         The range row is locked for the transaction (PostgreSQL; SQLite's writer lock does it already), so
         concurrent writers append one after the other.
         """
         if not rows:
-            return
+            return []
         lock = "" if self.is_sqlite else " FOR UPDATE"
         state = self._scalar(f"SELECT value FROM meta WHERE key = ?{lock}", ("audit_range",))
         tree = _load_range(state)
         start = tree.size
         tree.extend([leaf_hash(r["commitment"]) for r in rows])
-        refs = [
-            {"party_id": party, "ref": ref, "seq": start + i + 1}
-            for i, r in enumerate(rows)
-            for party, ref in r.get("refs", ())
-        ]
-        entries = [{k: v for k, v in r.items() if k != "refs"} | {"seq": start + i + 1} for i, r in enumerate(rows)]
-        self._insert(s.audit, entries)
-        self._insert(s.audit_refs, refs)
+        seqs = list(range(start + 1, start + len(rows) + 1))
+        self._insert(s.audit, [r | {"seq": seq} for r, seq in zip(rows, seqs, strict=True)])
         packed = f"{tree.size}:{tree.to_bytes().hex()}"
         if state is None:
             self._exec("INSERT INTO meta (key, value) VALUES (?, ?)", ("audit_range", packed))
         else:
             self._exec("UPDATE meta SET value = ? WHERE key = ?", (packed, "audit_range"))
+        return seqs
 
     def audit_seq_of(self, party_id: int, ref: str) -> int | None:
-        """The latest audit entry a party may have a receipt for under ``ref`` (a status or object id)."""
-        r = s.audit_refs
-        q = select(func.max(r.c.seq)).where(r.c.party_id == party_id, r.c.ref == ref)
-        found = self.conn.execute(q).scalar_one_or_none()
-        return None if found is None else int(found)
+        """The latest audit entry a party may have a receipt for under ``ref``: the acceptance of one of its
+        statuses, or the latest delivery of an object in its inbox."""
+        found = self._exec(
+            "SELECT max(audit_seq) FROM statuses WHERE uuid = ? AND party_id = ?"
+            " UNION ALL SELECT max(o.audit_seq) FROM objects o JOIN collections c ON c.id = o.coll"
+            " WHERE c.party_id = ? AND c.kind = 'inbox' AND o.stix_id = ?",
+            (ref, party_id, party_id, ref),
+        ).fetchall()
+        seqs = [int(r[0]) for r in found if r[0] is not None]
+        return max(seqs) if seqs else None
 
     def audit_range(self) -> CompactRange:
         return _load_range(self.get_meta("audit_range"))
