@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from cutout.settings import Settings
 from cutout.store import Store
 from cutout.store.migrate import current_revision, downgrade, head_revision, upgrade
 from cutout.store.schema import metadata
+from cutout.store.sql import PageQuery, id_hash
 
 
 def test_migrations_match_the_declared_schema(settings: Settings) -> None:
@@ -32,9 +33,10 @@ def _rows(store: Store, sql: str) -> set[tuple[object, ...]]:
         return {tuple(r) for r in conn.execute(text(sql))}
 
 
-def test_0004_carries_receipts_over_and_back(settings: Settings) -> None:
+def test_0004_carries_receipts_and_ids_over_and_back(settings: Settings) -> None:
     """audit_refs becomes statuses.audit_seq / objects.audit_seq (an inbox's rows) and back: a party's receipt
-    for a status or an inbox object is the same entry before, after, and after going back."""
+    for a status or an inbox object is the same entry before, after, and after going back. Objects get the
+    hash of their id, and are found by it; going back restores the unique index on the ids."""
     store = Store(settings.db_url)
     try:
         if settings.db_url.startswith("sqlite"):
@@ -87,11 +89,21 @@ def test_0004_carries_receipts_over_and_back(settings: Settings) -> None:
         with store.read() as tx:
             assert {a: tx.audit_seq_of(*a) for a in asked} == {a: expected.get(a) for a in asked}
         assert _rows(store, "SELECT pk, audit_seq FROM objects") == {(1, None), (2, 7), (3, 7), (4, 4), (5, None)}
+        assert _rows(store, "SELECT pk, id_hash FROM objects") == {(o[0], id_hash(o[2])) for o in objects}
+        with store.read() as tx:
+            assert tx.latest_objects(20, ["indicator--x", "indicator--z", "indicator--a"]).keys() == {
+                "indicator--x",
+                "indicator--z",
+            }
+            assert [r.date_added for r in tx.page(20, PageQuery(versions=("all",)), "indicator--x")] == [2, 3]
 
         downgrade(store, "0003")
         assert current_revision(store) == "0003"
         got = _rows(store, "SELECT party_id, ref, max(seq) FROM audit_refs GROUP BY party_id, ref")
         assert got == {(*a, seq) for a, seq in expected.items()}
+        unique = {u["name"]: u["column_names"] for u in inspect(store.engine).get_unique_constraints("objects")}
+        assert unique == {"uq_objects_version": ["coll", "stix_id", "version_us"]}
+        assert "id_hash" not in {c["name"] for c in inspect(store.engine).get_columns("objects")}
         upgrade(store)
         with store.read() as tx:
             assert {a: tx.audit_seq_of(*a) for a in asked} == {a: expected.get(a) for a in asked}

@@ -83,6 +83,9 @@ objects = Table(
     Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("coll", Integer, nullable=False),
     Column("stix_id", String(120), nullable=False),
+    # a signed 64-bit BLAKE2b of stix_id (cutout.store.sql.id_hash): objects are looked up by id through it,
+    # since an index of the long random ids dirtied a page of the WAL for almost every object added
+    Column("id_hash", BigInteger, nullable=False),
     Column("type", String(64), nullable=False),
     Column("version", String(40), nullable=False),  # as served in manifests
     Column("version_us", BigInteger, nullable=False),  # the same, comparable
@@ -93,9 +96,11 @@ objects = Table(
     Column("origin", BigInteger),  # for delivered copies: pk of the object they were made from
     # in an inbox: the audit entry that delivered this version (the receipt its reader may ask for)
     Column("audit_seq", BigInteger),
-    UniqueConstraint("coll", "stix_id", "version_us", name="uq_objects_version"),
 )
 Index("ix_objects_coll_added", objects.c.coll, objects.c.date_added, unique=True)
+# not unique (two ids may share a hash): Tx.add_objects keeps (coll, stix_id, version_us) unique, under the
+# writer lock; date_added last, so a page of one id's versions is read in order from this index alone
+Index("ix_objects_id", objects.c.coll, objects.c.id_hash, objects.c.date_added)
 
 # What each recipient has been given (or is due to be given) of each sender's objects: the keyed id and
 # the version history of the recipient's copy. Feedback routes back through this table.

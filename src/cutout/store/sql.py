@@ -23,6 +23,7 @@ named tuples with the columns the query named (``SELECT *`` where a table may gr
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
@@ -52,7 +53,13 @@ from cutout.audit.merkle import CompactRange, leaf_hash
 from cutout.errors import ConfigError, StoreUnavailable
 from cutout.store import schema as s
 
-__all__ = ["NewObject", "PageQuery", "Store", "Tx"]
+__all__ = ["NewObject", "PageQuery", "Store", "Tx", "id_hash"]
+
+
+def id_hash(stix_id: str) -> int:
+    """The key objects are looked up by (with their id, since two ids may share it): a signed 64-bit BLAKE2b
+    of the STIX id. Part of the stored data: changing it needs a migration that computes it again."""
+    return int.from_bytes(hashlib.blake2b(stix_id.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 @dataclass(frozen=True)
@@ -390,10 +397,10 @@ class Tx:
         last_added = max(int(self._scalar(f"SELECT last_added FROM collections WHERE id = ?{lock}", (coll_id,))), 0)
         existing: dict[tuple[str, int], int] = {}
         latest: dict[str, tuple[int, int]] = {}  # stix_id -> (version_us, pk)
-        for chunk in _chunks(list({n.stix_id for n in new}), 500):
+        for chunk in _chunks(list({n.stix_id for n in new}), _IDS_PER_QUERY):
             cur = self._exec(
-                f"SELECT pk, stix_id, version_us, latest FROM objects WHERE coll = ? AND stix_id IN ({_marks(chunk)})",
-                (coll_id, *chunk),
+                f"SELECT pk, stix_id, version_us, latest FROM objects WHERE coll = ? AND {_by_ids('', chunk)}",
+                (coll_id, *_ids_params(chunk)),
             )
             for pk, stix_id, version_us, is_latest in cur.fetchall():
                 existing[(stix_id, version_us)] = pk
@@ -420,13 +427,14 @@ class Tx:
                     if prev[1] >= 0:
                         demote.add(prev[1])
                     else:
-                        rows[new_latest[n.stix_id]][7] = False
+                        rows[new_latest[n.stix_id]][8] = False
                 latest[n.stix_id] = (n.version_us, -1)
                 new_latest[n.stix_id] = len(rows)
             rows.append(
                 [
                     coll_id,
                     n.stix_id,
+                    id_hash(n.stix_id),
                     n.type,
                     n.version,
                     n.version_us,
@@ -447,8 +455,8 @@ class Tx:
                 self._exec(f"UPDATE objects SET audit_seq = ? WHERE pk IN ({_marks(chunk)})", (audit_seq, *chunk))
         if rows:
             self._many(
-                "INSERT INTO objects (coll, stix_id, type, version, version_us, spec_version, date_added, latest,"
-                " body, origin, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO objects (coll, stix_id, id_hash, type, version, version_us, spec_version, date_added,"
+                " latest, body, origin, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             self._exec("UPDATE collections SET last_added = ? WHERE id = ?", (added - 1, coll_id))
@@ -472,15 +480,19 @@ class Tx:
         """
         conds = ["o.coll = ?"]
         params: list[Any] = [coll_id]
+        order = "o.date_added"
         if q.after >= 0:
             conds.append("o.date_added > ?")
             params.append(q.after)
         if stix_id is not None:
-            conds.append("o.stix_id = ?")
-            params.append(stix_id)
+            conds.append("o.id_hash = ? AND o.stix_id = ?")
+            params.extend((id_hash(stix_id), stix_id))
         elif q.ids:
-            conds.append(f"o.stix_id IN ({_marks(q.ids)})")
-            params.extend(q.ids)
+            conds.append(_by_ids("o.", q.ids))
+            params.extend(_ids_params(q.ids))
+            # sort the few rows of these ids: otherwise SQLite's planner (without ANALYZE) reads the whole
+            # collection in date_added order through ix_objects_coll_added to spare itself that sort
+            order = "+o.date_added"
         if q.types:
             conds.append(f"o.type IN ({_marks(q.types)})")
             params.extend(q.types)
@@ -496,7 +508,7 @@ class Tx:
             if "first" in q.versions:
                 alts.append(
                     "o.version_us = (SELECT min(o2.version_us) FROM objects o2"
-                    " WHERE o2.coll = o.coll AND o2.stix_id = o.stix_id)"
+                    " WHERE o2.coll = o.coll AND o2.id_hash = o.id_hash AND o2.stix_id = o.stix_id)"
                 )
             if stamps:
                 # an object without created/modified (an SCO) has its date_added as its version (§3.4.2)
@@ -508,7 +520,7 @@ class Tx:
         params.append(q.limit + 1)
         cur = self._exec(
             "SELECT o.stix_id, o.version, o.date_added, o.body, o.spec_version FROM objects o"
-            f" WHERE {' AND '.join(conds)} ORDER BY o.date_added LIMIT ?",
+            f" WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT ?",
             params,
         )
         return [_PageRow._make(r) for r in cur.fetchall()]
@@ -516,18 +528,20 @@ class Tx:
     def unversioned_added(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, int]:
         """date_added of the objects without created/modified (SCOs): that is their version (§3.4.2)."""
         out: dict[str, int] = {}
-        for chunk in _chunks(sorted(set(stix_ids)), 500):
+        for chunk in _chunks(sorted(set(stix_ids)), _IDS_PER_QUERY):
             cur = self._exec(
-                f"SELECT stix_id, date_added FROM objects WHERE coll = ? AND stix_id IN ({_marks(chunk)})"
-                " AND version = ''",
-                (coll_id, *chunk),
+                f"SELECT stix_id, date_added FROM objects WHERE coll = ? AND {_by_ids('', chunk)} AND version = ''",
+                (coll_id, *_ids_params(chunk)),
             )
             out.update(cur.fetchall())
         return out
 
     def has_object(self, coll_id: int, stix_id: str) -> bool:
         return (
-            self._exec("SELECT 1 FROM objects WHERE coll = ? AND stix_id = ? LIMIT 1", (coll_id, stix_id)).fetchone()
+            self._exec(
+                "SELECT 1 FROM objects WHERE coll = ? AND id_hash = ? AND stix_id = ? LIMIT 1",
+                (coll_id, id_hash(stix_id), stix_id),
+            ).fetchone()
             is not None
         )
 
@@ -540,11 +554,11 @@ class Tx:
 
     def latest_objects(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for chunk in _chunks(sorted(set(stix_ids)), 500):
+        for chunk in _chunks(sorted(set(stix_ids)), _IDS_PER_QUERY):
             for row in self._fetch(
                 "objects",
-                f"SELECT * FROM objects WHERE coll = ? AND stix_id IN ({_marks(chunk)}) AND latest = ?",
-                (coll_id, *chunk, True),
+                f"SELECT * FROM objects WHERE coll = ? AND {_by_ids('', chunk)} AND latest = ?",
+                (coll_id, *_ids_params(chunk), True),
             ):
                 out[row.stix_id] = row
         return out
@@ -558,24 +572,17 @@ class Tx:
         if not rows:
             return 0
         o = s.objects
+        one = (o.c.coll == coll_id, o.c.id_hash == id_hash(stix_id), o.c.stix_id == stix_id)
         versions = [
             r.version_us
             for r in self.conn.execute(
-                select(o.c.version_us).where(
-                    o.c.coll == coll_id, o.c.stix_id == stix_id, o.c.date_added.in_([r.date_added for r in rows])
-                )
+                select(o.c.version_us).where(*one, o.c.date_added.in_([r.date_added for r in rows]))
             )
         ]
-        self.conn.execute(delete(o).where(o.c.coll == coll_id, o.c.stix_id == stix_id, o.c.version_us.in_(versions)))
-        newest = self.conn.execute(
-            select(func.max(o.c.version_us)).where(o.c.coll == coll_id, o.c.stix_id == stix_id)
-        ).scalar_one_or_none()
+        self.conn.execute(delete(o).where(*one, o.c.version_us.in_(versions)))
+        newest = self.conn.execute(select(func.max(o.c.version_us)).where(*one)).scalar_one_or_none()
         if newest is not None:
-            self.conn.execute(
-                update(o)
-                .where(o.c.coll == coll_id, o.c.stix_id == stix_id, o.c.version_us == newest)
-                .values(latest=True)
-            )
+            self.conn.execute(update(o).where(*one, o.c.version_us == newest).values(latest=True))
         return len(rows)
 
     def copies_of(self, sender_id: int, orig_id: str) -> list[Any]:
@@ -749,8 +756,8 @@ class Tx:
         found = self._exec(
             "SELECT max(audit_seq) FROM statuses WHERE uuid = ? AND party_id = ?"
             " UNION ALL SELECT max(o.audit_seq) FROM objects o JOIN collections c ON c.id = o.coll"
-            " WHERE c.party_id = ? AND c.kind = 'inbox' AND o.stix_id = ?",
-            (ref, party_id, party_id, ref),
+            " WHERE c.party_id = ? AND c.kind = 'inbox' AND o.id_hash = ? AND o.stix_id = ?",
+            (ref, party_id, party_id, id_hash(ref), ref),
         ).fetchall()
         seqs = [int(r[0]) for r in found if r[0] is not None]
         return max(seqs) if seqs else None
@@ -838,3 +845,18 @@ def _format_style(sql: str) -> str:
 
 def _marks(items: Sized) -> str:
     return ", ".join("?" * len(items))
+
+
+#: ids per statement where each id takes two parameters (below SQLite's old limit of 999 parameters)
+_IDS_PER_QUERY = 400
+
+
+def _by_ids(prefix: str, ids: Sized) -> str:
+    """The condition on objects that their id is one of ``ids``: through the hashes' index, then exactly."""
+    marks = _marks(ids)
+    return f"{prefix}id_hash IN ({marks}) AND {prefix}stix_id IN ({marks})"
+
+
+def _ids_params(ids: Iterable[str]) -> list[Any]:
+    ids = list(ids)
+    return [*(id_hash(i) for i in ids), *ids]
