@@ -133,11 +133,12 @@ def test_delete_versions_restores_the_latest(store: Store, party: int, hashes: N
         ]
 
 
-def test_copies_planned_then_recorded(store: Store, party: int) -> None:
+def test_copies_planned_then_recorded(store: Store, party: int, hashes: None) -> None:
     with store.write() as tx:
         other = tx.add_party("Other", True, True, "o" * 64, T0)
         tx.plan_copies(party, other, ["a--1", "b--2"])
-        tx.plan_copies(party, other, ["a--1", "c--3"])  # planning again keeps what is there
+        tx.plan_copies(party, other, ["a--1", "c--3", "c--3"])  # planning again keeps what is there
+        tx.plan_copies(other, party, ["a--1"])  # the other way round: another copy
         assert sorted(tx.copies(party, other, ["a--1", "b--2", "c--3", "d--4"])) == ["a--1", "b--2", "c--3"]
         assert tx.copies(party, other, ["a--1"])["a--1"].out_id is None
         tx.record_copies(
@@ -158,6 +159,10 @@ def test_copies_planned_then_recorded(store: Store, party: int) -> None:
         assert (c.out_id, c.created_out, c.modified_out, c.origin_version_us) == ("a--99", T0, T0 + 1, T0 + 2)
         assert [r.orig_id for r in tx.copies_by_out(party, ["a--99", "zz"])] == ["a--1"]
         assert [r.recipient_id for r in tx.copies_of(other, "a--1")] == [party]
+        assert [(r.recipient_id, r.out_id) for r in tx.copies_of(party, "a--1")] == [(other, None)]
+        assert [c.orig_id for c in tx.copies_of(other, "b--2")] == ["b--2"]
+        assert tx.conn.exec_driver_sql("SELECT count(*) FROM copies").scalar() == 4  # each planned once
+        assert [c.out_id for c in tx.copies(party, other, ["b--2", "c--3"]).values()] == [None, None]
 
 
 def test_releases_due_postpone_drop(store: Store, party: int) -> None:

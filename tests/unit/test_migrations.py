@@ -33,10 +33,10 @@ def _rows(store: Store, sql: str) -> set[tuple[object, ...]]:
         return {tuple(r) for r in conn.execute(text(sql))}
 
 
-def test_0004_carries_receipts_and_ids_over_and_back(settings: Settings) -> None:
+def test_0004_carries_receipts_ids_and_copies_over_and_back(settings: Settings) -> None:
     """audit_refs becomes statuses.audit_seq / objects.audit_seq (an inbox's rows) and back: a party's receipt
-    for a status or an inbox object is the same entry before, after, and after going back. Objects get the
-    hash of their id, and are found by it; going back restores the unique index on the ids."""
+    for a status or an inbox object is the same entry before, after, and after going back. Objects and copies
+    get the hash of their id, and are found by it; going back restores the unique indexes on the ids."""
     store = Store(settings.db_url)
     try:
         if settings.db_url.startswith("sqlite"):
@@ -82,6 +82,15 @@ def test_0004_carries_receipts_and_ids_over_and_back(settings: Settings) -> None
                     text("INSERT INTO audit_refs (party_id, ref, seq) VALUES (:p, :r, :s)"),
                     {"p": party_id, "r": ref, "s": seq},
                 )
+            copies = [  # (recipient, sender, orig id, out id): one released, one held
+                (2, 1, "indicator--a", "indicator--x"),
+                (2, 1, "indicator--b", None),
+            ]
+            for copy in copies:
+                conn.execute(
+                    text("INSERT INTO copies (recipient_id, sender_id, orig_id, out_id) VALUES (:r, :s, :o, :out)"),
+                    dict(zip(("r", "s", "o", "out"), copy, strict=True)),
+                )
         expected = {(1, "status-1"): 3, (2, "indicator--x"): 7, (2, "indicator--y"): 4}
         asked = [*expected, (2, "status-1"), (1, "indicator--x"), (1, "indicator--a"), (2, "indicator--z")]
 
@@ -96,6 +105,10 @@ def test_0004_carries_receipts_and_ids_over_and_back(settings: Settings) -> None
                 "indicator--z",
             }
             assert [r.date_added for r in tx.page(20, PageQuery(versions=("all",)), "indicator--x")] == [2, 3]
+            got_copies = tx.copies(2, 1, ["indicator--a", "indicator--b", "indicator--c"])
+            assert {(c.recipient_id, c.sender_id, c.orig_id, c.out_id) for c in got_copies.values()} == set(copies)
+            assert [c.orig_id for c in tx.copies_by_out(2, ["indicator--x"])] == ["indicator--a"]
+        assert _rows(store, "SELECT orig_id, orig_hash FROM copies") == {(c[2], id_hash(c[2])) for c in copies}
 
         downgrade(store, "0003")
         assert current_revision(store) == "0003"
@@ -104,6 +117,9 @@ def test_0004_carries_receipts_and_ids_over_and_back(settings: Settings) -> None
         unique = {u["name"]: u["column_names"] for u in inspect(store.engine).get_unique_constraints("objects")}
         assert unique == {"uq_objects_version": ["coll", "stix_id", "version_us"]}
         assert "id_hash" not in {c["name"] for c in inspect(store.engine).get_columns("objects")}
+        primary = inspect(store.engine).get_pk_constraint("copies")["constrained_columns"]
+        assert primary == ["recipient_id", "sender_id", "orig_id"]
+        assert _rows(store, "SELECT recipient_id, sender_id, orig_id, out_id FROM copies") == set(copies)
         upgrade(store)
         with store.read() as tx:
             assert {a: tx.audit_seq_of(*a) for a in asked} == {a: expected.get(a) for a in asked}

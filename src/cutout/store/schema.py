@@ -104,17 +104,22 @@ Index("ix_objects_id", objects.c.coll, objects.c.id_hash, objects.c.date_added)
 
 # What each recipient has been given (or is due to be given) of each sender's objects: the keyed id and
 # the version history of the recipient's copy. Feedback routes back through this table.
+# One row per (recipient, sender, orig_id), kept so by Tx.plan_copies under the writer lock: the index is
+# on a hash of orig_id (cutout.store.sql.id_hash; two ids may share it), smaller than one on the ids.
 copies = Table(
     "copies",
     metadata,
-    Column("recipient_id", Integer, primary_key=True),
-    Column("sender_id", Integer, primary_key=True),
-    Column("orig_id", String(120), primary_key=True),
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("recipient_id", Integer, nullable=False),
+    Column("sender_id", Integer, nullable=False),
+    Column("orig_id", String(120), nullable=False),
+    Column("orig_hash", BigInteger, nullable=False),
     Column("out_id", String(120)),  # NULL while held: not yet released
     Column("created_out", BigInteger),
     Column("modified_out", BigInteger),
     Column("origin_version_us", BigInteger),
 )
+Index("ix_copies_orig", copies.c.recipient_id, copies.c.sender_id, copies.c.orig_hash)
 # held copies (out_id NULL) are never looked up by out_id: leaving them out means a release adds the entry
 # instead of moving it
 Index(

@@ -587,16 +587,22 @@ class Tx:
 
     def copies_of(self, sender_id: int, orig_id: str) -> list[Any]:
         """Every recipient's copy of one sender's object."""
-        return self._fetch("copies", "SELECT * FROM copies WHERE sender_id = ? AND orig_id = ?", (sender_id, orig_id))
+        return self._fetch(
+            "copies",
+            "SELECT * FROM copies WHERE sender_id = ? AND orig_hash = ? AND orig_id = ?",
+            (sender_id, id_hash(orig_id), orig_id),
+        )
 
     # -- copies ---------------------------------------------------------------------------------------
     def copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for chunk in _chunks(sorted(set(orig_ids)), 500):
+        for chunk in _chunks(sorted(set(orig_ids)), _IDS_PER_QUERY):
+            marks = _marks(chunk)
             for row in self._fetch(
                 "copies",
-                f"SELECT * FROM copies WHERE recipient_id = ? AND sender_id = ? AND orig_id IN ({_marks(chunk)})",
-                (recipient_id, sender_id, *chunk),
+                f"SELECT * FROM copies WHERE recipient_id = ? AND sender_id = ? AND orig_hash IN ({marks})"
+                f" AND orig_id IN ({marks})",
+                (recipient_id, sender_id, *_ids_params(chunk)),
             ):
                 out[row.orig_id] = row
         return out
@@ -615,17 +621,28 @@ class Tx:
 
     def plan_copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> None:
         """Record that objects are due to a recipient (so references to them are kept)."""
-        # a copy already planned (or released) stays as it is: its primary key refuses the new row
+        # a copy already planned (or released) stays as it is; no unique index says so (see schema.copies),
+        # the writer lock does: nothing else plans copies between this read and the insert
+        wanted = sorted(set(orig_ids))
+        planned: set[str] = set()
+        for chunk in _chunks(wanted, _IDS_PER_QUERY):
+            marks = _marks(chunk)
+            cur = self._exec(
+                f"SELECT orig_id FROM copies WHERE recipient_id = ? AND sender_id = ? AND orig_hash IN ({marks})"
+                f" AND orig_id IN ({marks})",
+                (recipient_id, sender_id, *_ids_params(chunk)),
+            )
+            planned.update(r[0] for r in cur.fetchall())
         self._many(
-            "INSERT INTO copies (recipient_id, sender_id, orig_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            [(recipient_id, sender_id, o) for o in sorted(set(orig_ids))],
+            "INSERT INTO copies (recipient_id, sender_id, orig_id, orig_hash) VALUES (?, ?, ?, ?)",
+            [(recipient_id, sender_id, o, id_hash(o)) for o in wanted if o not in planned],
         )
 
     def record_copies(self, rows: Sequence[dict[str, Any]]) -> None:
         """Set out_id / created_out / modified_out / origin_version_us of planned copies (one executemany)."""
         self._many(
             "UPDATE copies SET out_id = ?, created_out = ?, modified_out = ?, origin_version_us = ?"
-            " WHERE recipient_id = ? AND sender_id = ? AND orig_id = ?",
+            " WHERE recipient_id = ? AND sender_id = ? AND orig_hash = ? AND orig_id = ?",
             [
                 (
                     r["out_id"],
@@ -634,6 +651,7 @@ class Tx:
                     r["origin_version_us"],
                     r["recipient_id"],
                     r["sender_id"],
+                    id_hash(r["orig_id"]),
                     r["orig_id"],
                 )
                 for r in rows

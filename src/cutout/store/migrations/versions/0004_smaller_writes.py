@@ -1,4 +1,4 @@
-"""smaller writes per object: receipts through audit_seq columns, objects by id hash, released copies' index
+"""smaller writes per object: receipts through audit_seq columns, objects and copies by id hash
 
 Receipts: the audit entry of an acceptance is kept on its status row (``statuses.audit_seq``), that of a
 delivery on the delivered row in the reader's inbox (``objects.audit_seq``), instead of in ``audit_refs``,
@@ -10,7 +10,9 @@ party's latest entry for a status id or an inbox object's id stays the one a rec
 Objects are looked up by ``(coll, id_hash)`` (``ix_objects_id``, with ``date_added``; not unique), a signed
 64-bit BLAKE2b of the STIX id computed here for the rows there are, instead of by the unique index
 ``uq_objects_version`` on the long ids; ``Tx.add_objects`` keeps (coll, id, version) unique under the writer
-lock.
+lock. Copies likewise: a surrogate key and ``ix_copies_orig`` on ``(recipient_id, sender_id, orig_hash)``
+instead of the primary key (recipient_id, sender_id, orig_id), ``Tx.plan_copies`` keeping that unique (the
+table is made anew and its rows copied).
 
 Not compatible with the version before (it writes to ``audit_refs``, and no ``id_hash``): stop every node,
 upgrade, start them again.
@@ -56,26 +58,24 @@ def upgrade() -> None:
 
     with op.batch_alter_table("objects", schema=None) as batch_op:
         batch_op.add_column(sa.Column("id_hash", sa.BigInteger(), nullable=True))
-    conn = op.get_bind()
-    after = -1
-    while True:
-        rows = conn.execute(
-            sa.text("SELECT pk, stix_id FROM objects WHERE pk > :after ORDER BY pk LIMIT :n"),
-            {"after": after, "n": _BATCH},
-        ).fetchall()
-        if not rows:
-            break
-        conn.execute(
-            sa.text("UPDATE objects SET id_hash = :h WHERE pk = :pk"),
-            [{"h": id_hash(stix_id), "pk": pk} for pk, stix_id in rows],
-        )
-        after = rows[-1][0]
+    _fill_hashes("objects", "stix_id", "id_hash")
     with op.batch_alter_table("objects", schema=None) as batch_op:
         batch_op.alter_column("id_hash", existing_type=sa.BigInteger(), nullable=False)
         batch_op.drop_constraint("uq_objects_version", type_="unique")
     op.create_index("ix_objects_id", "objects", ["coll", "id_hash", "date_added"], unique=False)
 
     op.drop_index("ix_copies_out", table_name="copies")
+    _copy_copies(
+        [
+            sa.Column("pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+            *_copies_columns(),
+            sa.Column("orig_hash", sa.BigInteger(), nullable=False),
+            sa.PrimaryKeyConstraint("pk"),
+        ],
+        orig_hash="0",  # for now: the hashes are computed in Python, below
+    )
+    _fill_hashes("copies", "orig_id", "orig_hash")
+    op.create_index("ix_copies_orig", "copies", ["recipient_id", "sender_id", "orig_hash"], unique=False)
     op.create_index(
         "ix_copies_out",
         "copies",
@@ -86,8 +86,56 @@ def upgrade() -> None:
     )
 
 
+def _fill_hashes(table: str, id_column: str, hash_column: str) -> None:
+    conn = op.get_bind()
+    after = -1
+    while True:
+        rows = conn.execute(
+            sa.text(f"SELECT pk, {id_column} FROM {table} WHERE pk > :after ORDER BY pk LIMIT :n"),
+            {"after": after, "n": _BATCH},
+        ).fetchall()
+        if not rows:
+            break
+        conn.execute(
+            sa.text(f"UPDATE {table} SET {hash_column} = :h WHERE pk = :pk"),
+            [{"h": id_hash(stix_id), "pk": pk} for pk, stix_id in rows],
+        )
+        after = rows[-1][0]
+
+
+def _copies_columns() -> list[sa.Column[object]]:
+    """The columns copies has in both revisions, in 0003's form (its primary key columns are not null)."""
+    return [
+        sa.Column("recipient_id", sa.Integer(), nullable=False),
+        sa.Column("sender_id", sa.Integer(), nullable=False),
+        sa.Column("orig_id", sa.String(length=120), nullable=False),
+        sa.Column("out_id", sa.String(length=120), nullable=True),
+        sa.Column("created_out", sa.BigInteger(), nullable=True),
+        sa.Column("modified_out", sa.BigInteger(), nullable=True),
+        sa.Column("origin_version_us", sa.BigInteger(), nullable=True),
+    ]
+
+
+def _copy_copies(new_table: list[sa.schema.SchemaItem], **values: str) -> None:
+    """Make copies anew as ``new_table`` (a primary key cannot be changed in place on SQLite) and move the
+    rows of the columns both share, with ``values`` (SQL) for new columns; the caller drops and makes the
+    indexes."""
+    op.rename_table("copies", "copies_old")
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_constraint("copies_pkey", "copies_old", type_="primary")  # its name would clash
+    op.create_table("copies", *new_table)
+    shared = [str(c.name) for c in _copies_columns()]
+    op.execute(
+        f"INSERT INTO copies ({', '.join([*shared, *values])}) SELECT {', '.join([*shared, *values.values()])}"
+        " FROM copies_old ORDER BY recipient_id, sender_id, orig_id"
+    )
+    op.drop_table("copies_old")
+
+
 def downgrade() -> None:
     op.drop_index("ix_copies_out", table_name="copies")
+    op.drop_index("ix_copies_orig", table_name="copies")
+    _copy_copies([*_copies_columns(), sa.PrimaryKeyConstraint("recipient_id", "sender_id", "orig_id")])
     op.create_index("ix_copies_out", "copies", ["recipient_id", "out_id"], unique=False)
 
     op.create_table(
