@@ -538,7 +538,7 @@ class Exchange:
             new_fresh = [n for n, pk in zip(new, pks, strict=True) if pk is not None]
             self._learn_terms(tx, party, objects)
             held = self._schedule(tx, party, fresh, now)
-            tx.append_audit(
+            (accepted,) = tx.append_audit(
                 [
                     audit_row(
                         "accept",
@@ -549,7 +549,6 @@ class Exchange:
                             "stored": sum(1 for pk in pks if pk is not None),
                         },
                         now,
-                        refs=[(party.id, status_id)],
                     )
                 ]
             )
@@ -575,7 +574,7 @@ class Exchange:
                 "failure_count": 0,
                 "pending_count": 0,
             }  # empty failures/pendings lists are omitted (TAXII §2: no empty lists)
-            tx.add_status(status_id, party.id, now, orjson.dumps(status))
+            tx.add_status(status_id, party.id, now, orjson.dumps(status), audit_seq=accepted)
         return status
 
     def _classify(self, tx: Tx, party: Party, objects: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -778,9 +777,9 @@ class Exchange:
             "object_refs": [request["id"]],
             "object_marking_refs": [TLP2_IDS[object_tlp(request, self.settings.unmarked_level)]],
         }
-        tx.add_objects(tx.collection(party.id, "inbox"), [_stored(note)], now)
         event = {"to": party.id, "objects": [[note["id"], note["modified"]]], "no_route": request["id"]}
-        tx.append_audit([audit_row("deliver", event, now, refs=[(party.id, note["id"])])])
+        (delivered,) = tx.append_audit([audit_row("deliver", event, now)])
+        tx.add_objects(tx.collection(party.id, "inbox"), [_stored(note)], now, audit_seq=delivered)
 
     def _answers(
         self,
@@ -1016,13 +1015,14 @@ class Exchange:
             # one insert and one delivery event per reader, in its id order: a group per sender, inserted or
             # logged one after the other, would show (by where the id order breaks, or by which ids share the
             # event a receipt proves) which items of a batch came from one sender
+            if not new:
+                continue
             new.sort(key=lambda n: n.stix_id)
-            tx.add_objects(tx.collection(recipient, "inbox"), new, now, returning=False)
-            if new:
-                pairs = list(dict.fromkeys((n.stix_id, n.version) for n in new))
-                event = {"to": recipient, "objects": [list(p) for p in pairs]}
-                refs = [(recipient, i) for i in dict.fromkeys(i for i, _ in pairs)]
-                tx.append_audit([audit_row("deliver", event, now, refs=refs)])
+            pairs = list(dict.fromkeys((n.stix_id, n.version) for n in new))
+            event = {"to": recipient, "objects": [list(p) for p in pairs]}
+            # the event first, so each delivered row carries its seq: the receipt its reader may ask for
+            (seq,) = tx.append_audit([audit_row("deliver", event, now)])
+            tx.add_objects(tx.collection(recipient, "inbox"), new, now, returning=False, audit_seq=seq)
 
     def _release_group(
         self,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
 
 from cutout.settings import Settings
 from cutout.store import Store
-from cutout.store.migrate import current_revision, head_revision, upgrade
+from cutout.store.migrate import current_revision, downgrade, head_revision, upgrade
 from cutout.store.schema import metadata
+from cutout.store.sql import PageQuery, id_hash
 
 
 def test_migrations_match_the_declared_schema(settings: Settings) -> None:
@@ -22,5 +24,104 @@ def test_migrations_match_the_declared_schema(settings: Settings) -> None:
         with store.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
         assert diff == [], "a schema change needs a migration: cd src/cutout/store && alembic revision --autogenerate"
+    finally:
+        store.close()
+
+
+def _rows(store: Store, sql: str) -> set[tuple[object, ...]]:
+    with store.engine.connect() as conn:
+        return {tuple(r) for r in conn.execute(text(sql))}
+
+
+def test_0004_carries_receipts_ids_and_copies_over_and_back(settings: Settings) -> None:
+    """audit_refs becomes statuses.audit_seq / objects.audit_seq (an inbox's rows) and back: a party's receipt
+    for a status or an inbox object is the same entry before, after, and after going back. Objects and copies
+    get the hash of their id, and are found by it; going back restores the unique indexes on the ids."""
+    store = Store(settings.db_url)
+    try:
+        if settings.db_url.startswith("sqlite"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(store, "0003")
+        with store.engine.begin() as conn:
+            for pid in (1, 2):
+                conn.execute(
+                    text(
+                        "INSERT INTO parties (id, name, provider, consumer, created, terms, grade)"
+                        " VALUES (:id, :name, true, true, 0, '[]', 'F')"
+                    ),
+                    {"id": pid, "name": f"p{pid}"},
+                )
+                for kind, cid in (("inbox", pid * 10), ("outbox", pid * 10 + 1)):
+                    conn.execute(
+                        text(
+                            "INSERT INTO collections (id, uuid, party_id, kind, last_added) VALUES (:i, :u, :p, :k, 0)"
+                        ),
+                        {"i": cid, "u": f"00000000-0000-4000-8000-0000000000{cid}", "p": pid, "k": kind},
+                    )
+            objects = [  # (pk, coll, stix id, version_us)
+                (1, 11, "indicator--a", 1),  # party 1's outbox
+                (2, 20, "indicator--x", 1),  # party 2's inbox: delivered twice, the second time as a new version
+                (3, 20, "indicator--x", 2),
+                (4, 20, "indicator--y", 1),
+                (5, 20, "indicator--z", 1),  # in an inbox without a receipt (a revocation, say)
+            ]
+            for pk, coll, stix_id, version_us in objects:
+                conn.execute(
+                    text(
+                        "INSERT INTO objects (pk, coll, stix_id, type, version, version_us, spec_version,"
+                        " date_added, latest, body) VALUES (:pk, :c, :s, 'indicator', 'v', :v, '2.1', :pk, true, '')"
+                    ),
+                    {"pk": pk, "c": coll, "s": stix_id, "v": version_us},
+                )
+            conn.execute(
+                text("INSERT INTO statuses (uuid, party_id, created, body) VALUES (:u, 1, 0, '')"), {"u": "status-1"}
+            )
+            refs = [(1, "status-1", 3), (2, "indicator--x", 4), (2, "indicator--y", 4), (2, "indicator--x", 7)]
+            for party_id, ref, seq in refs:
+                conn.execute(
+                    text("INSERT INTO audit_refs (party_id, ref, seq) VALUES (:p, :r, :s)"),
+                    {"p": party_id, "r": ref, "s": seq},
+                )
+            copies = [  # (recipient, sender, orig id, out id): one released, one held
+                (2, 1, "indicator--a", "indicator--x"),
+                (2, 1, "indicator--b", None),
+            ]
+            for copy in copies:
+                conn.execute(
+                    text("INSERT INTO copies (recipient_id, sender_id, orig_id, out_id) VALUES (:r, :s, :o, :out)"),
+                    dict(zip(("r", "s", "o", "out"), copy, strict=True)),
+                )
+        expected = {(1, "status-1"): 3, (2, "indicator--x"): 7, (2, "indicator--y"): 4}
+        asked = [*expected, (2, "status-1"), (1, "indicator--x"), (1, "indicator--a"), (2, "indicator--z")]
+
+        upgrade(store)
+        with store.read() as tx:
+            assert {a: tx.audit_seq_of(*a) for a in asked} == {a: expected.get(a) for a in asked}
+        assert _rows(store, "SELECT pk, audit_seq FROM objects") == {(1, None), (2, 7), (3, 7), (4, 4), (5, None)}
+        assert _rows(store, "SELECT pk, id_hash FROM objects") == {(o[0], id_hash(o[2])) for o in objects}
+        with store.read() as tx:
+            assert tx.latest_objects(20, ["indicator--x", "indicator--z", "indicator--a"]).keys() == {
+                "indicator--x",
+                "indicator--z",
+            }
+            assert [r.date_added for r in tx.page(20, PageQuery(versions=("all",)), "indicator--x")] == [2, 3]
+            got_copies = tx.copies(2, 1, ["indicator--a", "indicator--b", "indicator--c"])
+            assert {(c.recipient_id, c.sender_id, c.orig_id, c.out_id) for c in got_copies.values()} == set(copies)
+            assert [c.orig_id for c in tx.copies_by_out(2, ["indicator--x"])] == ["indicator--a"]
+        assert _rows(store, "SELECT orig_id, orig_hash FROM copies") == {(c[2], id_hash(c[2])) for c in copies}
+
+        downgrade(store, "0003")
+        assert current_revision(store) == "0003"
+        got = _rows(store, "SELECT party_id, ref, max(seq) FROM audit_refs GROUP BY party_id, ref")
+        assert got == {(*a, seq) for a, seq in expected.items()}
+        unique = {u["name"]: u["column_names"] for u in inspect(store.engine).get_unique_constraints("objects")}
+        assert unique == {"uq_objects_version": ["coll", "stix_id", "version_us"]}
+        assert "id_hash" not in {c["name"] for c in inspect(store.engine).get_columns("objects")}
+        primary = inspect(store.engine).get_pk_constraint("copies")["constrained_columns"]
+        assert primary == ["recipient_id", "sender_id", "orig_id"]
+        assert _rows(store, "SELECT recipient_id, sender_id, orig_id, out_id FROM copies") == set(copies)
+        upgrade(store)
+        with store.read() as tx:
+            assert {a: tx.audit_seq_of(*a) for a in asked} == {a: expected.get(a) for a in asked}
     finally:
         store.close()

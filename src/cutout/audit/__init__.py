@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from cutout.audit._jcs import dumps as canonical_json
@@ -21,13 +21,8 @@ def commitment(salt: bytes, event: bytes) -> bytes:
     return hashlib.sha256(salt + event).digest()
 
 
-def audit_row(kind: str, event: Mapping[str, Any], now: int, refs: Sequence[tuple[int, str]] = ()) -> dict[str, Any]:
-    """A row for the audit table: the event as canonical JSON, a fresh salt and its commitment.
-
-    ``refs`` are the (party, status or object id) under which a party may later ask for its receipt."""
+def audit_row(kind: str, event: Mapping[str, Any], now: int) -> dict[str, Any]:
+    """A row for the audit table: the event as canonical JSON, a fresh salt and its commitment."""
     body = canonical_json({"kind": kind, "at": now, **event})
     salt = os.urandom(16)
-    row = {"at": now, "kind": kind, "salt": salt, "commitment": commitment(salt, body), "event": body}
-    if refs:
-        row["refs"] = list(refs)
-    return row
+    return {"at": now, "kind": kind, "salt": salt, "commitment": commitment(salt, body), "event": body}

@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 
 from cutout.store.sql import Store
 
-__all__ = ["current_revision", "head_revision", "upgrade"]
+__all__ = ["current_revision", "downgrade", "head_revision", "upgrade"]
 
 _HERE = Path(__file__).resolve().parent / "migrations"
 
@@ -39,6 +39,14 @@ def upgrade(store: Store, revision: str = "head") -> None:
     with store.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+def downgrade(store: Store, revision: str) -> None:
+    """Take the database back to ``revision`` (an older cutout's schema), carrying its data along."""
+    cfg = _config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
 
 
 def new_revision(message: str) -> None:

@@ -83,6 +83,9 @@ objects = Table(
     Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("coll", Integer, nullable=False),
     Column("stix_id", String(120), nullable=False),
+    # a signed 64-bit BLAKE2b of stix_id (cutout.store.sql.id_hash): objects are looked up by id through it,
+    # since an index of the long random ids dirtied a page of the WAL for almost every object added
+    Column("id_hash", BigInteger, nullable=False),
     Column("type", String(64), nullable=False),
     Column("version", String(40), nullable=False),  # as served in manifests
     Column("version_us", BigInteger, nullable=False),  # the same, comparable
@@ -91,24 +94,41 @@ objects = Table(
     Column("latest", Boolean, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("origin", BigInteger),  # for delivered copies: pk of the object they were made from
-    UniqueConstraint("coll", "stix_id", "version_us", name="uq_objects_version"),
+    # in an inbox: the audit entry that delivered this version (the receipt its reader may ask for)
+    Column("audit_seq", BigInteger),
 )
 Index("ix_objects_coll_added", objects.c.coll, objects.c.date_added, unique=True)
+# not unique (two ids may share a hash): Tx.add_objects keeps (coll, stix_id, version_us) unique, under the
+# writer lock; date_added last, so a page of one id's versions is read in order from this index alone
+Index("ix_objects_id", objects.c.coll, objects.c.id_hash, objects.c.date_added)
 
 # What each recipient has been given (or is due to be given) of each sender's objects: the keyed id and
 # the version history of the recipient's copy. Feedback routes back through this table.
+# One row per (recipient, sender, orig_id), kept so by Tx.plan_copies under the writer lock: the index is
+# on a hash of orig_id (cutout.store.sql.id_hash; two ids may share it), smaller than one on the ids.
 copies = Table(
     "copies",
     metadata,
-    Column("recipient_id", Integer, primary_key=True),
-    Column("sender_id", Integer, primary_key=True),
-    Column("orig_id", String(120), primary_key=True),
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("recipient_id", Integer, nullable=False),
+    Column("sender_id", Integer, nullable=False),
+    Column("orig_id", String(120), nullable=False),
+    Column("orig_hash", BigInteger, nullable=False),
     Column("out_id", String(120)),  # NULL while held: not yet released
     Column("created_out", BigInteger),
     Column("modified_out", BigInteger),
     Column("origin_version_us", BigInteger),
 )
-Index("ix_copies_out", copies.c.recipient_id, copies.c.out_id)
+Index("ix_copies_orig", copies.c.recipient_id, copies.c.sender_id, copies.c.orig_hash)
+# held copies (out_id NULL) are never looked up by out_id: leaving them out means a release adds the entry
+# instead of moving it
+Index(
+    "ix_copies_out",
+    copies.c.recipient_id,
+    copies.c.out_id,
+    sqlite_where=copies.c.out_id.is_not(None),
+    postgresql_where=copies.c.out_id.is_not(None),
+)
 
 releases = Table(
     "releases",
@@ -157,6 +177,7 @@ statuses = Table(
     Column("party_id", Integer, nullable=False),
     Column("created", BigInteger, nullable=False),
     Column("body", LargeBinary, nullable=False),
+    Column("audit_seq", BigInteger),  # the acceptance's audit entry (the receipt the submitter may ask for)
 )
 
 audit = Table(
@@ -171,15 +192,8 @@ audit = Table(
     Column("event", LargeBinary),  # NULL once retention destroyed it
 )
 
-# which audit entries a party may ask a receipt for: its acceptances (by status id), its deliveries (by object id)
-audit_refs = Table(
-    "audit_refs",
-    metadata,
-    Column("party_id", Integer, nullable=False),
-    Column("ref", String(160), nullable=False),
-    Column("seq", BigInteger, nullable=False),
-)
-Index("ix_audit_refs", audit_refs.c.party_id, audit_refs.c.ref)
+# A party may ask a receipt for the audit entries of its own acceptances (statuses.audit_seq, by status id)
+# and deliveries (objects.audit_seq in its inbox, by object id): no table of references beside them.
 
 audit_checkpoints = Table(
     "audit_checkpoints",

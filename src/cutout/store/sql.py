@@ -23,6 +23,7 @@ named tuples with the columns the query named (``SELECT *`` where a table may gr
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
@@ -52,7 +53,13 @@ from cutout.audit.merkle import CompactRange, leaf_hash
 from cutout.errors import ConfigError, StoreUnavailable
 from cutout.store import schema as s
 
-__all__ = ["NewObject", "PageQuery", "Store", "Tx"]
+__all__ = ["NewObject", "PageQuery", "Store", "Tx", "id_hash"]
+
+
+def id_hash(stix_id: str) -> int:
+    """The key objects are looked up by (with their id, since two ids may share it): a signed 64-bit BLAKE2b
+    of the STIX id. Part of the stored data: changing it needs a migration that computes it again."""
+    return int.from_bytes(hashlib.blake2b(stix_id.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 @dataclass(frozen=True)
@@ -365,12 +372,21 @@ class Tx:
         self.conn.execute(update(s.agreements).where(s.agreements.c.id == agreement_id).values(ended=now))
 
     # -- objects --------------------------------------------------------------------------------------
-    def add_objects(self, coll: Any, new: Sequence[NewObject], now: int, *, returning: bool = True) -> list[int | None]:
+    def add_objects(
+        self,
+        coll: Any,
+        new: Sequence[NewObject],
+        now: int,
+        *,
+        returning: bool = True,
+        audit_seq: int | None = None,
+    ) -> list[int | None]:
         """Add objects to a collection; exact duplicates (same id and version) are skipped.
 
         Returns, for each input, the pk of the stored row, or None for a duplicate (with ``returning=False``,
         -1 instead of the pk: the caller does not need it, and it is not read back). ``date_added`` is
-        unique and strictly increasing per collection.
+        unique and strictly increasing per collection. ``audit_seq`` is the audit entry that delivers them
+        (an inbox): a duplicate takes it too, since that entry names it as well and is the latest receipt.
         """
         if not new:
             return []
@@ -381,10 +397,10 @@ class Tx:
         last_added = max(int(self._scalar(f"SELECT last_added FROM collections WHERE id = ?{lock}", (coll_id,))), 0)
         existing: dict[tuple[str, int], int] = {}
         latest: dict[str, tuple[int, int]] = {}  # stix_id -> (version_us, pk)
-        for chunk in _chunks(list({n.stix_id for n in new}), 500):
+        for chunk in _chunks(list({n.stix_id for n in new}), _IDS_PER_QUERY):
             cur = self._exec(
-                f"SELECT pk, stix_id, version_us, latest FROM objects WHERE coll = ? AND stix_id IN ({_marks(chunk)})",
-                (coll_id, *chunk),
+                f"SELECT pk, stix_id, version_us, latest FROM objects WHERE coll = ? AND {_by_ids('', chunk)}",
+                (coll_id, *_ids_params(chunk)),
             )
             for pk, stix_id, version_us, is_latest in cur.fetchall():
                 existing[(stix_id, version_us)] = pk
@@ -395,9 +411,12 @@ class Tx:
         result: list[int | None] = []
         demote: set[int] = set()
         new_latest: dict[str, int] = {}  # stix_id -> index in rows
+        redelivered: list[int] = []
         for n in new:
             key = (n.stix_id, n.version_us)
             if key in existing:
+                if existing[key] >= 0:
+                    redelivered.append(existing[key])
                 result.append(None)
                 continue
             existing[key] = -1
@@ -408,13 +427,14 @@ class Tx:
                     if prev[1] >= 0:
                         demote.add(prev[1])
                     else:
-                        rows[new_latest[n.stix_id]][7] = False
+                        rows[new_latest[n.stix_id]][8] = False
                 latest[n.stix_id] = (n.version_us, -1)
                 new_latest[n.stix_id] = len(rows)
             rows.append(
                 [
                     coll_id,
                     n.stix_id,
+                    id_hash(n.stix_id),
                     n.type,
                     n.version,
                     n.version_us,
@@ -423,16 +443,20 @@ class Tx:
                     is_latest,
                     n.body,
                     n.origin,
+                    audit_seq,
                 ]
             )
             result.append(-1)
             added += 1
         for chunk in _chunks(sorted(demote), 500):
             self._exec(f"UPDATE objects SET latest = ? WHERE pk IN ({_marks(chunk)})", (False, *chunk))
+        if audit_seq is not None:
+            for chunk in _chunks(sorted(set(redelivered)), 500):
+                self._exec(f"UPDATE objects SET audit_seq = ? WHERE pk IN ({_marks(chunk)})", (audit_seq, *chunk))
         if rows:
             self._many(
-                "INSERT INTO objects (coll, stix_id, type, version, version_us, spec_version, date_added, latest,"
-                " body, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO objects (coll, stix_id, id_hash, type, version, version_us, spec_version, date_added,"
+                " latest, body, origin, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             self._exec("UPDATE collections SET last_added = ? WHERE id = ?", (added - 1, coll_id))
@@ -456,15 +480,19 @@ class Tx:
         """
         conds = ["o.coll = ?"]
         params: list[Any] = [coll_id]
+        order = "o.date_added"
         if q.after >= 0:
             conds.append("o.date_added > ?")
             params.append(q.after)
         if stix_id is not None:
-            conds.append("o.stix_id = ?")
-            params.append(stix_id)
+            conds.append("o.id_hash = ? AND o.stix_id = ?")
+            params.extend((id_hash(stix_id), stix_id))
         elif q.ids:
-            conds.append(f"o.stix_id IN ({_marks(q.ids)})")
-            params.extend(q.ids)
+            conds.append(_by_ids("o.", q.ids))
+            params.extend(_ids_params(q.ids))
+            # sort the few rows of these ids: otherwise SQLite's planner (without ANALYZE) reads the whole
+            # collection in date_added order through ix_objects_coll_added to spare itself that sort
+            order = "+o.date_added"
         if q.types:
             conds.append(f"o.type IN ({_marks(q.types)})")
             params.extend(q.types)
@@ -480,7 +508,7 @@ class Tx:
             if "first" in q.versions:
                 alts.append(
                     "o.version_us = (SELECT min(o2.version_us) FROM objects o2"
-                    " WHERE o2.coll = o.coll AND o2.stix_id = o.stix_id)"
+                    " WHERE o2.coll = o.coll AND o2.id_hash = o.id_hash AND o2.stix_id = o.stix_id)"
                 )
             if stamps:
                 # an object without created/modified (an SCO) has its date_added as its version (§3.4.2)
@@ -492,7 +520,7 @@ class Tx:
         params.append(q.limit + 1)
         cur = self._exec(
             "SELECT o.stix_id, o.version, o.date_added, o.body, o.spec_version FROM objects o"
-            f" WHERE {' AND '.join(conds)} ORDER BY o.date_added LIMIT ?",
+            f" WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT ?",
             params,
         )
         return [_PageRow._make(r) for r in cur.fetchall()]
@@ -500,18 +528,20 @@ class Tx:
     def unversioned_added(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, int]:
         """date_added of the objects without created/modified (SCOs): that is their version (§3.4.2)."""
         out: dict[str, int] = {}
-        for chunk in _chunks(sorted(set(stix_ids)), 500):
+        for chunk in _chunks(sorted(set(stix_ids)), _IDS_PER_QUERY):
             cur = self._exec(
-                f"SELECT stix_id, date_added FROM objects WHERE coll = ? AND stix_id IN ({_marks(chunk)})"
-                " AND version = ''",
-                (coll_id, *chunk),
+                f"SELECT stix_id, date_added FROM objects WHERE coll = ? AND {_by_ids('', chunk)} AND version = ''",
+                (coll_id, *_ids_params(chunk)),
             )
             out.update(cur.fetchall())
         return out
 
     def has_object(self, coll_id: int, stix_id: str) -> bool:
         return (
-            self._exec("SELECT 1 FROM objects WHERE coll = ? AND stix_id = ? LIMIT 1", (coll_id, stix_id)).fetchone()
+            self._exec(
+                "SELECT 1 FROM objects WHERE coll = ? AND id_hash = ? AND stix_id = ? LIMIT 1",
+                (coll_id, id_hash(stix_id), stix_id),
+            ).fetchone()
             is not None
         )
 
@@ -524,11 +554,11 @@ class Tx:
 
     def latest_objects(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for chunk in _chunks(sorted(set(stix_ids)), 500):
+        for chunk in _chunks(sorted(set(stix_ids)), _IDS_PER_QUERY):
             for row in self._fetch(
                 "objects",
-                f"SELECT * FROM objects WHERE coll = ? AND stix_id IN ({_marks(chunk)}) AND latest = ?",
-                (coll_id, *chunk, True),
+                f"SELECT * FROM objects WHERE coll = ? AND {_by_ids('', chunk)} AND latest = ?",
+                (coll_id, *_ids_params(chunk), True),
             ):
                 out[row.stix_id] = row
         return out
@@ -542,38 +572,37 @@ class Tx:
         if not rows:
             return 0
         o = s.objects
+        one = (o.c.coll == coll_id, o.c.id_hash == id_hash(stix_id), o.c.stix_id == stix_id)
         versions = [
             r.version_us
             for r in self.conn.execute(
-                select(o.c.version_us).where(
-                    o.c.coll == coll_id, o.c.stix_id == stix_id, o.c.date_added.in_([r.date_added for r in rows])
-                )
+                select(o.c.version_us).where(*one, o.c.date_added.in_([r.date_added for r in rows]))
             )
         ]
-        self.conn.execute(delete(o).where(o.c.coll == coll_id, o.c.stix_id == stix_id, o.c.version_us.in_(versions)))
-        newest = self.conn.execute(
-            select(func.max(o.c.version_us)).where(o.c.coll == coll_id, o.c.stix_id == stix_id)
-        ).scalar_one_or_none()
+        self.conn.execute(delete(o).where(*one, o.c.version_us.in_(versions)))
+        newest = self.conn.execute(select(func.max(o.c.version_us)).where(*one)).scalar_one_or_none()
         if newest is not None:
-            self.conn.execute(
-                update(o)
-                .where(o.c.coll == coll_id, o.c.stix_id == stix_id, o.c.version_us == newest)
-                .values(latest=True)
-            )
+            self.conn.execute(update(o).where(*one, o.c.version_us == newest).values(latest=True))
         return len(rows)
 
     def copies_of(self, sender_id: int, orig_id: str) -> list[Any]:
         """Every recipient's copy of one sender's object."""
-        return self._fetch("copies", "SELECT * FROM copies WHERE sender_id = ? AND orig_id = ?", (sender_id, orig_id))
+        return self._fetch(
+            "copies",
+            "SELECT * FROM copies WHERE sender_id = ? AND orig_hash = ? AND orig_id = ?",
+            (sender_id, id_hash(orig_id), orig_id),
+        )
 
     # -- copies ---------------------------------------------------------------------------------------
     def copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for chunk in _chunks(sorted(set(orig_ids)), 500):
+        for chunk in _chunks(sorted(set(orig_ids)), _IDS_PER_QUERY):
+            marks = _marks(chunk)
             for row in self._fetch(
                 "copies",
-                f"SELECT * FROM copies WHERE recipient_id = ? AND sender_id = ? AND orig_id IN ({_marks(chunk)})",
-                (recipient_id, sender_id, *chunk),
+                f"SELECT * FROM copies WHERE recipient_id = ? AND sender_id = ? AND orig_hash IN ({marks})"
+                f" AND orig_id IN ({marks})",
+                (recipient_id, sender_id, *_ids_params(chunk)),
             ):
                 out[row.orig_id] = row
         return out
@@ -592,17 +621,28 @@ class Tx:
 
     def plan_copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> None:
         """Record that objects are due to a recipient (so references to them are kept)."""
-        # a copy already planned (or released) stays as it is: its primary key refuses the new row
+        # a copy already planned (or released) stays as it is; no unique index says so (see schema.copies),
+        # the writer lock does: nothing else plans copies between this read and the insert
+        wanted = sorted(set(orig_ids))
+        planned: set[str] = set()
+        for chunk in _chunks(wanted, _IDS_PER_QUERY):
+            marks = _marks(chunk)
+            cur = self._exec(
+                f"SELECT orig_id FROM copies WHERE recipient_id = ? AND sender_id = ? AND orig_hash IN ({marks})"
+                f" AND orig_id IN ({marks})",
+                (recipient_id, sender_id, *_ids_params(chunk)),
+            )
+            planned.update(r[0] for r in cur.fetchall())
         self._many(
-            "INSERT INTO copies (recipient_id, sender_id, orig_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            [(recipient_id, sender_id, o) for o in sorted(set(orig_ids))],
+            "INSERT INTO copies (recipient_id, sender_id, orig_id, orig_hash) VALUES (?, ?, ?, ?)",
+            [(recipient_id, sender_id, o, id_hash(o)) for o in wanted if o not in planned],
         )
 
     def record_copies(self, rows: Sequence[dict[str, Any]]) -> None:
         """Set out_id / created_out / modified_out / origin_version_us of planned copies (one executemany)."""
         self._many(
             "UPDATE copies SET out_id = ?, created_out = ?, modified_out = ?, origin_version_us = ?"
-            " WHERE recipient_id = ? AND sender_id = ? AND orig_id = ?",
+            " WHERE recipient_id = ? AND sender_id = ? AND orig_hash = ? AND orig_id = ?",
             [
                 (
                     r["out_id"],
@@ -611,6 +651,7 @@ class Tx:
                     r["origin_version_us"],
                     r["recipient_id"],
                     r["sender_id"],
+                    id_hash(r["orig_id"]),
                     r["orig_id"],
                 )
                 for r in rows
@@ -692,9 +733,11 @@ class Tx:
         self.conn.execute(delete(s.reviews).where(s.reviews.c.id == review_id))
 
     # -- statuses -------------------------------------------------------------------------------------
-    def add_status(self, uuid: str, party_id: int, now: int, body: bytes) -> None:
+    def add_status(self, uuid: str, party_id: int, now: int, body: bytes, *, audit_seq: int | None = None) -> None:
+        """Keep a submission's status; ``audit_seq`` is its acceptance in the audit log."""
         self._exec(
-            "INSERT INTO statuses (uuid, party_id, created, body) VALUES (?, ?, ?, ?)", (uuid, party_id, now, body)
+            "INSERT INTO statuses (uuid, party_id, created, body, audit_seq) VALUES (?, ?, ?, ?, ?)",
+            (uuid, party_id, now, body, audit_seq),
         )
 
     def status(self, uuid: str, party_id: int) -> bytes | None:
@@ -702,39 +745,40 @@ class Tx:
         return None if body is None else bytes(body)
 
     # -- audit ----------------------------------------------------------------------------------------
-    def append_audit(self, rows: Sequence[dict[str, Any]]) -> None:
+    def append_audit(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Append events to the log: contiguous seq numbers, and the Merkle tree's compact range kept in step.
+        Returns the seq of each row.
 
         The range row is locked for the transaction (PostgreSQL; SQLite's writer lock does it already), so
         concurrent writers append one after the other.
         """
         if not rows:
-            return
+            return []
         lock = "" if self.is_sqlite else " FOR UPDATE"
         state = self._scalar(f"SELECT value FROM meta WHERE key = ?{lock}", ("audit_range",))
         tree = _load_range(state)
         start = tree.size
         tree.extend([leaf_hash(r["commitment"]) for r in rows])
-        refs = [
-            {"party_id": party, "ref": ref, "seq": start + i + 1}
-            for i, r in enumerate(rows)
-            for party, ref in r.get("refs", ())
-        ]
-        entries = [{k: v for k, v in r.items() if k != "refs"} | {"seq": start + i + 1} for i, r in enumerate(rows)]
-        self._insert(s.audit, entries)
-        self._insert(s.audit_refs, refs)
+        seqs = list(range(start + 1, start + len(rows) + 1))
+        self._insert(s.audit, [r | {"seq": seq} for r, seq in zip(rows, seqs, strict=True)])
         packed = f"{tree.size}:{tree.to_bytes().hex()}"
         if state is None:
             self._exec("INSERT INTO meta (key, value) VALUES (?, ?)", ("audit_range", packed))
         else:
             self._exec("UPDATE meta SET value = ? WHERE key = ?", (packed, "audit_range"))
+        return seqs
 
     def audit_seq_of(self, party_id: int, ref: str) -> int | None:
-        """The latest audit entry a party may have a receipt for under ``ref`` (a status or object id)."""
-        r = s.audit_refs
-        q = select(func.max(r.c.seq)).where(r.c.party_id == party_id, r.c.ref == ref)
-        found = self.conn.execute(q).scalar_one_or_none()
-        return None if found is None else int(found)
+        """The latest audit entry a party may have a receipt for under ``ref``: the acceptance of one of its
+        statuses, or the latest delivery of an object in its inbox."""
+        found = self._exec(
+            "SELECT max(audit_seq) FROM statuses WHERE uuid = ? AND party_id = ?"
+            " UNION ALL SELECT max(o.audit_seq) FROM objects o JOIN collections c ON c.id = o.coll"
+            " WHERE c.party_id = ? AND c.kind = 'inbox' AND o.id_hash = ? AND o.stix_id = ?",
+            (ref, party_id, party_id, id_hash(ref), ref),
+        ).fetchall()
+        seqs = [int(r[0]) for r in found if r[0] is not None]
+        return max(seqs) if seqs else None
 
     def audit_range(self) -> CompactRange:
         return _load_range(self.get_meta("audit_range"))
@@ -819,3 +863,18 @@ def _format_style(sql: str) -> str:
 
 def _marks(items: Sized) -> str:
     return ", ".join("?" * len(items))
+
+
+#: ids per statement where each id takes two parameters (below SQLite's old limit of 999 parameters)
+_IDS_PER_QUERY = 400
+
+
+def _by_ids(prefix: str, ids: Sized) -> str:
+    """The condition on objects that their id is one of ``ids``: through the hashes' index, then exactly."""
+    marks = _marks(ids)
+    return f"{prefix}id_hash IN ({marks}) AND {prefix}stix_id IN ({marks})"
+
+
+def _ids_params(ids: Iterable[str]) -> list[Any]:
+    ids = list(ids)
+    return [*(id_hash(i) for i in ids), *ids]
