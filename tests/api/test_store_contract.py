@@ -165,6 +165,60 @@ def test_copies_planned_then_recorded(store: Store, party: int, hashes: None) ->
         assert [c.out_id for c in tx.copies(party, other, ["b--2", "c--3"]).values()] == [None, None]
 
 
+def test_a_copy_planned_and_released_in_one_transaction_is_written_once(
+    store: Store, party: int, hashes: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planned copies are written at release or at commit, never twice; a rollback leaves none; one planned in
+    an earlier transaction is updated on release."""
+    statements: list[str] = []
+    run_many = Tx._many
+
+    def many(tx: Tx, q: str, rows: object) -> None:
+        if "copies" in q and rows:
+            statements.append(q.split()[0])
+        run_many(tx, q, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Tx, "_many", many)
+
+    def record(tx: Tx, recipient: int, sender: int, orig: str, out: str) -> None:
+        row = {"recipient_id": recipient, "sender_id": sender, "orig_id": orig, "out_id": out}
+        tx.record_copies([row | {"created_out": T0, "modified_out": T0 + 1, "origin_version_us": T0 + 2}])
+
+    with store.write() as tx:
+        other = tx.add_party("Other", True, True, "o" * 64, T0)
+
+    def plan_then_fail() -> None:
+        with store.write() as tx:
+            tx.plan_copies(party, other, ["r--1"])
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        plan_then_fail()
+    with store.write() as tx:
+        tx.plan_copies(party, other, ["a--1", "b--2", "c--3"])
+        # seen as held by the transaction that planned them, before anything is written
+        assert {k: v.out_id for k, v in tx.copies(party, other, ["a--1", "b--2", "c--3", "r--1"]).items()} == {
+            "a--1": None,
+            "b--2": None,
+            "c--3": None,
+        }
+        record(tx, party, other, "a--1", "a--99")
+        assert tx.copies(party, other, ["a--1"])["a--1"].out_id == "a--99"
+        record(tx, party, other, "a--1", "a--98")  # released again in the same transaction: an update
+        tx.plan_copies(party, other, ["a--1", "b--2"])  # planning again keeps what is there
+    assert statements == ["INSERT", "UPDATE", "INSERT"]  # a--1 whole, then again; b--2 and c--3 held at commit
+    statements.clear()
+    with store.write() as tx:
+        record(tx, party, other, "b--2", "b--99")  # planned in the transaction before: an update
+        tx.plan_copies(other, party, ["d--4"])
+        assert [c.recipient_id for c in tx.copies_of(party, "d--4")] == [other]  # written before it is read
+    assert statements == ["UPDATE", "INSERT"]
+    with store.read() as tx:
+        got = {c.orig_id: c.out_id for c in tx.copies(party, other, ["a--1", "b--2", "c--3", "r--1"]).values()}
+        assert got == {"a--1": "a--98", "b--2": "b--99", "c--3": None}
+        assert tx.conn.exec_driver_sql("SELECT count(*) FROM copies").scalar() == 4
+
+
 def test_releases_due_postpone_drop(store: Store, party: int) -> None:
     def row(due: int, pool_k: int = 0, agreement_id: int | None = None) -> dict[str, object]:
         return {

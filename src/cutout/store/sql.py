@@ -157,7 +157,9 @@ class Store:
             with conn.begin():
                 if not self.is_sqlite:
                     conn.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK)))
-                yield Tx(conn, self.is_sqlite)
+                tx = Tx(conn, self.is_sqlite)
+                yield tx
+                tx.flush()  # before the commit; not reached when the block raised (then all is rolled back)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -188,6 +190,10 @@ class Tx:
         self.conn = conn
         self.is_sqlite = is_sqlite
         self._cur: Any = None
+        #: copies planned in this transaction and not yet written: (recipient, sender, orig id) -> None, in
+        #: planning order. A copy released in the transaction that planned it is then written once, whole,
+        #: instead of inserted held and updated on release; the rest are inserted by ``flush`` before commit
+        self._planned: dict[tuple[int, int, str], None] = {}
 
     # -- the driver, directly (see the module docstring) -------------------------------------------
     def _cursor(self) -> Any:
@@ -587,6 +593,7 @@ class Tx:
 
     def copies_of(self, sender_id: int, orig_id: str) -> list[Any]:
         """Every recipient's copy of one sender's object."""
+        self.flush()
         return self._fetch(
             "copies",
             "SELECT * FROM copies WHERE sender_id = ? AND orig_hash = ? AND orig_id = ?",
@@ -596,7 +603,8 @@ class Tx:
     # -- copies ---------------------------------------------------------------------------------------
     def copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for chunk in _chunks(sorted(set(orig_ids)), _IDS_PER_QUERY):
+        wanted = sorted(set(orig_ids))
+        for chunk in _chunks(wanted, _IDS_PER_QUERY):
             marks = _marks(chunk)
             for row in self._fetch(
                 "copies",
@@ -605,6 +613,10 @@ class Tx:
                 (recipient_id, sender_id, *_ids_params(chunk)),
             ):
                 out[row.orig_id] = row
+        if self._planned:
+            for orig_id in wanted:
+                if (recipient_id, sender_id, orig_id) in self._planned:
+                    out[orig_id] = _HeldCopy(None, recipient_id, sender_id, orig_id, id_hash(orig_id))
         return out
 
     def copies_by_out(self, recipient_id: int, out_ids: Iterable[str]) -> list[Any]:
@@ -620,10 +632,12 @@ class Tx:
         return rows
 
     def plan_copies(self, recipient_id: int, sender_id: int, orig_ids: Iterable[str]) -> None:
-        """Record that objects are due to a recipient (so references to them are kept)."""
+        """Record that objects are due to a recipient (so references to them are kept).
+
+        Written when released in this transaction (``record_copies``), or else held, at ``flush``."""
         # a copy already planned (or released) stays as it is; no unique index says so (see schema.copies),
         # the writer lock does: nothing else plans copies between this read and the insert
-        wanted = sorted(set(orig_ids))
+        wanted = [o for o in sorted(set(orig_ids)) if (recipient_id, sender_id, o) not in self._planned]
         planned: set[str] = set()
         for chunk in _chunks(wanted, _IDS_PER_QUERY):
             marks = _marks(chunk)
@@ -633,29 +647,39 @@ class Tx:
                 (recipient_id, sender_id, *_ids_params(chunk)),
             )
             planned.update(r[0] for r in cur.fetchall())
-        self._many(
-            "INSERT INTO copies (recipient_id, sender_id, orig_id, orig_hash) VALUES (?, ?, ?, ?)",
-            [(recipient_id, sender_id, o, id_hash(o)) for o in wanted if o not in planned],
-        )
+        for o in wanted:
+            if o not in planned:
+                self._planned[(recipient_id, sender_id, o)] = None
+
+    def flush(self) -> None:
+        """Write the copies planned in this transaction and not released in it: held (``out_id`` NULL)."""
+        if self._planned:
+            rows = [(r, snd, o, id_hash(o)) for r, snd, o in self._planned]
+            self._planned.clear()
+            self._many("INSERT INTO copies (recipient_id, sender_id, orig_id, orig_hash) VALUES (?, ?, ?, ?)", rows)
 
     def record_copies(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Set out_id / created_out / modified_out / origin_version_us of planned copies (one executemany)."""
+        """Set out_id / created_out / modified_out / origin_version_us of planned copies: one insert of those
+        planned in this transaction, one update of those planned before (one executemany each)."""
+        fresh: list[tuple[Any, ...]] = []
+        older: list[tuple[Any, ...]] = []
+        for r in rows:
+            key = (r["recipient_id"], r["sender_id"], r["orig_id"])
+            values = (r["out_id"], r["created_out"], r["modified_out"], r["origin_version_us"])
+            if key in self._planned:
+                del self._planned[key]
+                fresh.append((*key, id_hash(key[2]), *values))
+            else:
+                older.append((*values, *key[:2], id_hash(key[2]), key[2]))
+        self._many(
+            "INSERT INTO copies (recipient_id, sender_id, orig_id, orig_hash, out_id, created_out, modified_out,"
+            " origin_version_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            fresh,
+        )
         self._many(
             "UPDATE copies SET out_id = ?, created_out = ?, modified_out = ?, origin_version_us = ?"
             " WHERE recipient_id = ? AND sender_id = ? AND orig_hash = ? AND orig_id = ?",
-            [
-                (
-                    r["out_id"],
-                    r["created_out"],
-                    r["modified_out"],
-                    r["origin_version_us"],
-                    r["recipient_id"],
-                    r["sender_id"],
-                    id_hash(r["orig_id"]),
-                    r["orig_id"],
-                )
-                for r in rows
-            ],
+            older,
         )
 
     # -- releases -------------------------------------------------------------------------------------
@@ -864,6 +888,13 @@ def _format_style(sql: str) -> str:
 def _marks(items: Sized) -> str:
     return ", ".join("?" * len(items))
 
+
+#: a copy planned in the transaction that reads it, not yet written: held, as its row will say
+_HeldCopy = namedtuple(
+    "_HeldCopy",
+    "pk recipient_id sender_id orig_id orig_hash out_id created_out modified_out origin_version_us",
+    defaults=(None, None, None, None),
+)
 
 #: ids per statement where each id takes two parameters (below SQLite's old limit of 999 parameters)
 _IDS_PER_QUERY = 400
