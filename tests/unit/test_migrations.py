@@ -125,3 +125,12 @@ def test_0004_carries_receipts_ids_and_copies_over_and_back(settings: Settings) 
             assert {a: tx.audit_seq_of(*a) for a in asked} == {a: expected.get(a) for a in asked}
     finally:
         store.close()
+
+
+def test_the_hash_0004_stored_is_the_one_the_code_looks_up_by() -> None:
+    """0004 keeps its own copy of ``id_hash``; changing the code's needs a migration that computes it again."""
+    import importlib
+
+    m = importlib.import_module("cutout.store.migrations.versions.0004_smaller_writes")
+    for stix_id in ("indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f", "x", "é--1", ""):
+        assert m.id_hash(stix_id) == id_hash(stix_id)

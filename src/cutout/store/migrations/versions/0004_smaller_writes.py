@@ -23,10 +23,10 @@ Revises: 0003
 
 from __future__ import annotations
 
+import hashlib
+
 import sqlalchemy as sa
 from alembic import op
-
-from cutout.store.sql import id_hash
 
 revision = "0004"
 down_revision = "0003"
@@ -35,6 +35,11 @@ depends_on = None
 
 _RELEASED = sa.text("out_id IS NOT NULL")
 _BATCH = 10_000
+
+
+def id_hash(stix_id: str) -> int:
+    """``cutout.store.sql.id_hash`` as it was at this revision (a migration does not follow later code)."""
+    return int.from_bytes(hashlib.blake2b(stix_id.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def upgrade() -> None:
