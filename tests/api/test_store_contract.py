@@ -286,6 +286,73 @@ def test_audit_appends_without_gaps_and_keeps_the_range(store: Store, party: int
         assert tx.audit_commitments(before + 1)[-1] == rows[before].commitment
 
 
+def test_copies_planned_in_the_transaction_are_not_looked_up(
+    store: Store, party: int, hashes: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``copies`` reads the table only for ids not planned in this transaction (those have no row yet, as
+    ``plan_copies`` found): a release right after its planning asks nothing of the database."""
+    with store.write() as tx:
+        other = tx.add_party("Other", True, True, "o" * 64, T0)
+        tx.plan_copies(party, other, ["a--1"])
+    looked_up: list[object] = []
+    run = Tx._fetch
+
+    def counted(tx: Tx, table: str, q: str, params: object = ()) -> object:
+        if table == "copies":
+            looked_up.append(params)
+        return run(tx, table, q, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Tx, "_fetch", counted)
+    with store.write() as tx:
+        tx.plan_copies(party, other, ["b--2", "c--3"])
+        assert set(tx.copies(party, other, ["b--2", "c--3"])) == {"b--2", "c--3"}
+        assert looked_up == []
+        found = tx.copies(party, other, ["a--1", "b--2", "z--9"])  # a--1 from the one before; z--9 unknown
+        assert set(found) == {"a--1", "b--2"} and found["a--1"].out_id is None
+        assert len(looked_up) == 1 and "b--2" not in looked_up[0]  # type: ignore[operator]
+
+
+def test_a_transaction_writes_the_audit_range_once_and_a_rollback_keeps_the_old_one(
+    store: Store, party: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends in one transaction extend the range it holds (``audit_range`` sees them); the range's row is
+    written once, before commit; a transaction rolled back leaves the range and the log as they were."""
+    with store.read() as tx:
+        before = tx.audit_range()
+    writes: list[str] = []
+    run = Tx._exec
+
+    def counted(tx: Tx, q: str, params: object = ()) -> object:
+        if "meta" in q and not q.startswith("SELECT"):
+            writes.append(q.split()[0])
+        return run(tx, q, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Tx, "_exec", counted)
+    with store.write() as tx:
+        seqs = [tx.append_audit([audit_row("test", {"n": n}, T0)])[0] for n in range(5)]
+        assert seqs == list(range(before.size + 1, before.size + 6))
+        assert tx.audit_range().size == before.size + 5
+        assert writes == []  # not yet: once, at the end
+    assert len(writes) == 1
+    with store.read() as tx:
+        after = tx.audit_range()
+        expected = CompactRange()
+        expected.extend([leaf_hash(r.commitment) for r in tx.audit_rows()])
+    assert after.size == before.size + 5 and after.root() == expected.root()
+
+    def append_then_fail() -> None:
+        with store.write() as tx:
+            tx.append_audit([audit_row("test", {"n": 9}, T0)])
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        append_then_fail()
+    with store.write() as tx:
+        assert tx.append_audit([audit_row("test", {"n": 10}, T0)]) == [after.size + 1]
+    with store.read() as tx:
+        assert [r.seq for r in tx.audit_rows()] == list(range(1, after.size + 2))
+
+
 def test_receipts_are_found_by_status_and_by_delivered_object(store: Store, party: int, hashes: None) -> None:
     status = "5a5a5a5a-0000-4000-8000-000000000002"
     with store.write() as tx:
