@@ -22,13 +22,13 @@ from tests.api.conftest import TAXII, Caller, World, indicator
 def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the functions the app hands to a worker thread, in order."""
     calls: list[str] = []
-    real = app_module.run_in_threadpool
+    real = app_module.Workers.run
 
-    async def counted(func: Any, *args: Any, **kw: Any) -> Any:
+    async def counted(self: app_module.Workers, func: Any, *args: Any) -> Any:
         calls.append(func.__name__)
-        return await real(func, *args, **kw)
+        return await real(self, func, *args)
 
-    monkeypatch.setattr(app_module, "run_in_threadpool", counted)
+    monkeypatch.setattr(app_module.Workers, "run", counted)
     return calls
 
 
