@@ -27,3 +27,73 @@ def test_uvicorns_choice_when_they_are_missing(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     config = serving.server_config(object(), "127.0.0.1", 8700, lifespan="off")
     assert (config.http, config.loop, config.lifespan) == ("auto", "auto", "off")
+
+
+# a child process: 30 MB in 1,000-byte blocks, freed; prints how much of it went back to the kernel. It first
+# sets glibc's documented default threshold (128 KB): glibc raises it by itself after freeing a large block,
+# which some runs' start-up does and others' does not, so without this the default case would be a draw
+_HEAP_CHILD = """
+import ctypes, sys
+from cutout.api import serving
+ctypes.CDLL(None).mallopt(-1, 128 * 1024)
+kept = serving.keep_freed_heap() if sys.argv[1] == "keep" else False
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+blocks = [bytes(1000) + bytes([i % 256]) for i in range(30_000)]
+full = rss()
+del blocks
+print(int(kept), full - rss())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator: Linux only")
+@pytest.mark.parametrize("mode", ["keep", "default"])
+def test_freed_heap_is_kept_for_the_next_batch_only_when_asked(mode: str) -> None:
+    import platform
+    import subprocess
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the C library is not glibc")
+    out = subprocess.run([sys.executable, "-c", _HEAP_CHILD, mode], capture_output=True, text=True, check=True)
+    kept, returned = map(int, out.stdout.split())
+    if mode == "keep":
+        assert kept == 1
+        assert returned < 4 << 20, f"{returned} bytes went back to the kernel"
+    else:
+        assert returned > 20 << 20, f"only {returned} bytes went back: the test no longer shows the difference"
+
+
+def test_workers_run_at_most_their_number_at_once_and_start_again_after_closing() -> None:
+    import asyncio
+    import threading
+
+    from cutout.api.app import Workers
+
+    async def main() -> None:
+        workers = Workers(2)
+        lock, go = threading.Lock(), threading.Event()
+        running, most = 0, 0
+
+        def call(n: int) -> int:
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            go.wait(10)
+            with lock:
+                running -= 1
+            return n
+
+        calls = [asyncio.ensure_future(workers.run(call, n)) for n in range(5)]
+        while running < 2:
+            await asyncio.sleep(0.001)
+        assert most == 2  # the other three wait for a thread
+        go.set()
+        assert await asyncio.gather(*calls) == [0, 1, 2, 3, 4]
+        assert most == 2
+        workers.close()
+        assert await workers.run(call, 7) == 7  # a new lifespan after the last one ended
+        workers.close()
+
+    asyncio.run(main())
