@@ -65,10 +65,10 @@ class Workers:
 
     ``loop.run_in_executor`` on a ``ThreadPoolExecutor`` instead of Starlette's ``run_in_threadpool``,
     which goes through anyio's ``to_thread`` (a capacity limiter, run-vars and a cancel scope per call):
-    `cutout serve` executed 6.30 M instructions per one-object POST and poll with it, 5.86 M without
-    (callgrind, 100 samples of the benchmark's latency loop). The semantics are the
-    ones the routes had: at most ``WORKERS`` calls run at once, later ones queue, and a call that has
-    started runs to its end even if its client goes away (a submission is committed or not, never half).
+    ``cutout serve`` executed 6.30 M instructions per one-object POST and poll with it, 5.86 M without
+    (callgrind, 100 samples of the benchmark's latency loop). The semantics are the ones the routes had:
+    at most ``WORKERS`` calls run at once, later ones queue, and a call that has started runs to its end
+    even if its client goes away (a submission is committed or not, never half).
     """
 
     def __init__(self, size: int = WORKERS) -> None:

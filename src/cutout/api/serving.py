@@ -29,10 +29,9 @@ def keep_freed_heap(limit: int = HEAP_KEPT) -> bool:
     128 KB of it is free (a threshold it raises by itself after freeing a large block, which some runs'
     start-up does and others' does not), and the next envelope then takes the same memory back one zeroed
     page at a time: about one page fault per copy, 2-4 us of a fan-out's ~50 us per copy. Kept, the next
-    envelope reuses it, in every run. The process's peak
-    is what it was (the memory was in use at the peak); what changes is that it is not returned between
-    batches. ``MALLOC_TRIM_THRESHOLD_`` in the environment does the same; a C library other than glibc is
-    left alone.
+    envelope reuses it, in every run. The process's peak is what it was (the memory was in use at the
+    peak); what changes is that it is not returned between batches. ``MALLOC_TRIM_THRESHOLD_`` in the
+    environment does the same; a C library other than glibc is left alone.
     """
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return False
