@@ -80,6 +80,10 @@ def _hashes(leaf_hashes: Sequence[bytes], what: str = "leaf hash") -> list[bytes
     return hashes
 
 
+#: a batch this small is appended leaf by leaf by ``CompactRange.extend``
+_FEW = 8
+
+
 def _is_hash(h: object) -> bool:
     return isinstance(h, bytes) and len(h) == HASH_SIZE
 
@@ -390,8 +394,15 @@ class CompactRange:
         self._size += 1
 
     def extend(self, leaf_hashes: Sequence[bytes]) -> None:
-        """Append a batch of leaf hashes (level by level: about one hash per leaf, fast for big batches)."""
-        self._grow(_hashes(leaf_hashes), want_proofs=False)
+        """Append a batch of leaf hashes (level by level: about one hash per leaf, fast for big batches; a
+        few leaves one by one, since a level-by-level pass walks every level of the tree: 25 us for one leaf
+        at 50,000 against 0.4 us appended, and the log grows by one to three events per transaction)."""
+        batch = _hashes(leaf_hashes)
+        if len(batch) <= _FEW:
+            for leaf in batch:
+                self.append(leaf)
+        else:
+            self._grow(batch, want_proofs=False)
 
     def extend_with_proofs(self, leaf_hashes: Sequence[bytes]) -> list[list[bytes]]:
         """Append a batch and return, for each new leaf, its inclusion proof in the grown tree."""

@@ -557,6 +557,13 @@ def test_compact_range_batches_give_the_same_roots_and_proofs(hashes: list[bytes
     plain = CompactRange()
     plain.extend(hashes)
     assert plain == batched and plain.root() == root(hashes)
+    cut_up, start = CompactRange(), 0  # extend in the same batches: a few leaves go one by one, more level-wise
+    for cut in [*cuts, len(hashes)]:
+        end = min(len(hashes), start + cut)
+        cut_up.extend(hashes[start:end])
+        assert cut_up.size == end and cut_up.root() == tree.root(end)
+        start = end
+    assert cut_up == batched
 
 
 def test_compact_range_resumes_from_its_stored_form() -> None:
