@@ -86,8 +86,11 @@ def test_workers_run_at_most_their_number_at_once_and_start_again_after_closing(
             return n
 
         calls = [asyncio.ensure_future(workers.run(call, n)) for n in range(5)]
-        while running < 2:
+        for _ in range(10_000):  # until two have started (a pool of one would never get there)
+            if running >= 2:
+                break
             await asyncio.sleep(0.001)
+        assert running == 2
         assert most == 2  # the other three wait for a thread
         go.set()
         assert await asyncio.gather(*calls) == [0, 1, 2, 3, 4]
