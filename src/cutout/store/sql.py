@@ -831,8 +831,7 @@ class Tx:
     def audit_range(self) -> CompactRange:
         """The log's range as this transaction sees it (with its own appends); the caller's to keep."""
         if self._audit is not None:
-            tree = self._audit[0]
-            return CompactRange.from_bytes(tree.size, tree.to_bytes())
+            return self._audit[0].copy()
         return _load_range(self.get_meta("audit_range"))
 
     def audit_rows(self, up_to: int | None = None) -> list[Row[Any]]:
