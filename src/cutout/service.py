@@ -249,7 +249,7 @@ class Exchange:
         if not name.strip():
             raise BadRequest("the broker's name must not be empty")
         data.mkdir(parents=True, exist_ok=True)
-        store = Store(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
+        store = Store.for_settings(settings)
         try:
             if store.is_initialised():
                 raise BrokerExists(f"the database {settings.db_url} already holds a broker")
@@ -278,7 +278,7 @@ class Exchange:
     @classmethod
     def open(cls, settings: Settings) -> Exchange:
         keys = Keys.load(settings.data_dir)
-        store = Store(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
+        store = Store.for_settings(settings)
         if not store.is_initialised():
             store.close()
             raise NotInitialised(f"no broker database at {settings.db_url}; run 'cutout init' first")

@@ -65,6 +65,9 @@ class Settings:
     audit_retention_days: int = 0
     #: SQLite durability: FULL makes every acknowledged submission survive power loss
     sqlite_synchronous: str = "FULL"
+    #: how long (seconds) a request waits for a lock on the database (SQLite's one writer, PostgreSQL's locks)
+    #: before it is answered 503 store-unavailable
+    lock_timeout: float = 30.0
     #: the exchange's label vocabulary, comma-separated: a label equal to one of them (after NFKC and case
     #: folding) is released as written here; every other label is dropped unless an agreement allows "labels"
     label_vocabulary: str = ""
@@ -118,6 +121,8 @@ class Settings:
             problems.append("grade_crowd must be at least 1")
         if self.scheduler_interval <= 0:
             problems.append("scheduler_interval must be positive")
+        if not (0 < self.lock_timeout <= 3600):
+            problems.append("lock_timeout must be more than 0 and at most 3600 seconds")
         if self.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
             problems.append("sqlite_synchronous must be FULL, EXTRA or NORMAL")
         if self.database_url and not self.database_url.startswith(("sqlite:", "postgresql")):

@@ -13,6 +13,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert s.data_dir == tmp_path
     assert s.db_url.startswith("sqlite:///") and s.db_url.endswith("cutout.db")
     assert s.unmarked_level == 4
+    assert s.lock_timeout == 30.0
 
 
 def test_layers(tmp_path: Path) -> None:
@@ -36,6 +37,8 @@ def test_data_dir_from_environment(tmp_path: Path) -> None:
         ("", {"CUTOUT_UNMARKED_TLP": "purple"}, "unknown TLP"),
         ("", {"CUTOUT_API_ROOT": "taxii2"}, "discovery"),
         ("[cutout\n", {}, "cutout.toml"),
+        ("", {"CUTOUT_LOCK_TIMEOUT": "0"}, "lock_timeout must be more than 0"),
+        ("", {"CUTOUT_LOCK_TIMEOUT": "7200"}, "at most 3600 seconds"),
     ],
 )
 def test_refuses_bad_settings(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:

@@ -412,7 +412,7 @@ def db_upgrade(data: Path | None, db: str | None, as_json: bool) -> None:
 
     settings = _settings(data, database_url=db)
     Keys.load(settings.data_dir)  # a broker lives here at all
-    store = Store(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
+    store = Store.for_settings(settings)
     try:
         if not store.is_initialised():
             from cutout.errors import NotInitialised
@@ -623,7 +623,7 @@ def config_check(data: Path | None, db: str | None, as_json: bool) -> None:
 
     settings = _settings(data, database_url=db)
     Keys.load(settings.data_dir)
-    store = Store(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
+    store = Store.for_settings(settings)
     try:
         if not store.is_initialised():
             from cutout.errors import NotInitialised

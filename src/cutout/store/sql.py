@@ -51,6 +51,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from cutout.audit.merkle import CompactRange, leaf_hash
 from cutout.errors import ConfigError, StoreUnavailable
+from cutout.settings import Settings
 from cutout.store import schema as s
 
 __all__ = ["NewObject", "PageQuery", "Store", "Tx", "id_hash"]
@@ -95,19 +96,24 @@ class PageQuery:
 #: the key of the advisory lock every write transaction takes on PostgreSQL ("cutout" in ASCII); advisory
 #: locks are per database, so brokers in other databases of the same server do not contend
 WRITE_LOCK = 0x6375746F7574
-#: on PostgreSQL: give up waiting for a lock after this long (the client hears store-unavailable and resends),
-#: and end a session left idle inside a transaction (a node cut off mid-request) so its locks are freed
-_PG_OPTIONS = "-c lock_timeout=30s -c idle_in_transaction_session_timeout=60s"
 
 
-def _sqlite_pragmas(synchronous: str) -> Any:
+def _pg_options(lock_timeout_ms: int) -> str:
+    """On PostgreSQL: give up waiting for a lock after ``lock_timeout`` (the client hears store-unavailable and
+    resends), and end a session left idle inside a transaction (a node cut off mid-request) so its locks are
+    freed."""
+    idle_ms = max(60_000, 2 * lock_timeout_ms)
+    return f"-c lock_timeout={lock_timeout_ms}ms -c idle_in_transaction_session_timeout={idle_ms}ms"
+
+
+def _sqlite_pragmas(synchronous: str, busy_timeout_ms: int) -> Any:
     def on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cur.close()
 
     return on_connect
@@ -116,20 +122,28 @@ def _sqlite_pragmas(synchronous: str) -> Any:
 class Store:
     """A handle on the database; cheap to share between threads."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", lock_timeout: float = 30.0) -> None:
+        """``lock_timeout``: how long, in seconds, a transaction waits for a lock (SQLite's write lock, a
+        PostgreSQL row or advisory lock) before it gives up with StoreUnavailable."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        wait_ms = max(1, round(lock_timeout * 1000))
         try:
             if self.is_sqlite:
                 self.engine: Engine = create_engine(
-                    url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8, max_overflow=8
+                    url,
+                    connect_args={"check_same_thread": False, "timeout": wait_ms / 1000},
+                    pool_size=8,
+                    max_overflow=8,
                 )
-                event.listen(self.engine, "connect", _sqlite_pragmas(sqlite_synchronous.upper()))
+                event.listen(self.engine, "connect", _sqlite_pragmas(sqlite_synchronous.upper(), wait_ms))
 
                 @event.listens_for(self.engine, "begin")
                 def _begin(conn: Connection) -> None:
+                    # on the driver's connection, not through exec_driver_sql (a third of what opening a
+                    # transaction cost); a lock not granted is the driver's error, which _reachable knows
                     mode = "IMMEDIATE" if conn.get_execution_options().get("cutout_write") else "DEFERRED"
-                    conn.exec_driver_sql(f"BEGIN {mode}")
+                    conn.connection.dbapi_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
             else:
                 # pre-ping: after PostgreSQL restarts, a pooled connection is found dead on checkout and
                 # replaced, instead of failing the request that drew it
@@ -137,10 +151,24 @@ class Store:
                     url.replace("postgresql://", "postgresql+psycopg://", 1),
                     pool_size=8,
                     pool_pre_ping=True,
-                    connect_args={"connect_timeout": 10, "options": _PG_OPTIONS},
+                    connect_args={"connect_timeout": 10, "options": _pg_options(wait_ms)},
                 )
         except Exception as exc:  # driver missing, malformed URL
             raise ConfigError(f"cannot open database {url!r}: {exc}") from exc
+        dbapi = self.engine.dialect.loaded_dbapi
+        #: what says the database is out of reach or a lock was not granted: SQLAlchemy's wrappers, and the
+        #: driver's own errors, which the statements Tx runs on the driver's cursor raise unwrapped
+        self._unreachable: tuple[type[Exception], ...] = (
+            OperationalError,
+            InterfaceError,
+            dbapi.OperationalError,
+            dbapi.InterfaceError,
+        )
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Store:
+        """The store the settings name, with their durability and lock timeout."""
+        return cls(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous, lock_timeout=settings.lock_timeout)
 
     def is_initialised(self) -> bool:
         """Whether the database holds a broker; ConfigError if it cannot be reached at all."""
@@ -177,7 +205,7 @@ class Store:
         exhausted) into StoreUnavailable; the driver's text stays in the exception chain, for the log only."""
         try:
             yield
-        except (OperationalError, InterfaceError) as exc:
+        except self._unreachable as exc:
             if self.is_sqlite and not _sqlite_busy(exc):
                 raise  # a broken SQLite file or schema is a fault, not a wait
             raise StoreUnavailable("the exchange's database is unavailable; try again (resending is safe)") from exc
