@@ -988,15 +988,22 @@ class Exchange:
                 allow = options[aid]
             groups[(recipient, sender, kind, bool(item.get("review")), allow)].append(src)
         redactors: dict[int, Redactor] = {}  # one per sender for the whole run: its memo serves every reader
-        # the grades consumers may see: only intel carries them
-        grades = self._visible_grades(tx) if any(k[2] in ("intel", "answer") for k in groups) else {}
+        senders: dict[int, Any] = {}
+        # the grade consumers may see of each sender (only intel carries it), and how many providers hold each
+        # grade (read once per run, when the policy needs it and there is intel)
+        grades: dict[int, str | None] = {}
+        held: dict[str, int] | None = None
         shared: dict[Any, Any] = {}  # copies made once for all readers of an object (Sanitizer.sanitize)
         delivered: dict[int, list[NewObject]] = defaultdict(list)
         for (recipient, sender, kind, review, allow), rows in groups.items():
             objs = [parsed[r.pk] for r in rows]
             if sender not in redactors:
-                sender_row = tx.party_by_id(sender)
+                sender_row = senders[sender] = tx.party_by_id(sender)
                 redactors[sender] = Redactor([sender_row.name, *json.loads(sender_row.terms)])
+            if kind in ("intel", "answer") and sender not in grades:
+                if held is None:
+                    held = self._grades_held(tx)
+                grades[sender] = self._visible_grade(senders[sender], held)
             delivered[recipient] += self._release_group(
                 tx,
                 recipient,
@@ -1008,7 +1015,7 @@ class Exchange:
                 review,
                 redactors[sender],
                 allow,
-                grades.get(sender),
+                grades.get(sender) if kind in ("intel", "answer") else None,
                 shared=shared,
             )
         for recipient, new in delivered.items():
@@ -1221,17 +1228,19 @@ class Exchange:
         return new
 
     # -- grades ---------------------------------------------------------------------------------------------
-    def _visible_grades(self, tx: Tx) -> dict[int, str]:
-        """The source reliability consumers may see, per provider, under the exchange's grade policy."""
+    def _grades_held(self, tx: Tx) -> dict[str, int]:
+        """How many active providers hold each grade, as far as the grade policy needs it."""
+        return tx.grades_held() if self.settings.grade_visibility == "shared" else {}
+
+    def _visible_grade(self, sender: Any, held: Mapping[str, int]) -> str | None:
+        """The source reliability consumers may see of a provider, under the exchange's grade policy:
+        ``always``, ``never``, or ``shared`` (only while at least ``grade_crowd`` active providers hold it)."""
         policy = self.settings.grade_visibility
-        if policy == "never":
-            return {}
-        providers = [p for p in tx.parties() if p.provider and p.revoked is None]
-        held: dict[str, int] = defaultdict(int)
-        for p in providers:
-            held[p.grade] += 1
-        crowd = 1 if policy == "always" else self.settings.grade_crowd
-        return {int(p.id): str(p.grade) for p in providers if held[p.grade] >= crowd}
+        if policy == "never" or not sender.provider or sender.revoked is not None:
+            return None
+        if policy == "always" or held.get(sender.grade, 0) >= self.settings.grade_crowd:
+            return str(sender.grade)
+        return None
 
     def grades(self) -> list[dict[str, Any]]:
         """Every provider's grade, its track record from outcomes, and the grade the record proposes."""

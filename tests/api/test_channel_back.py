@@ -232,6 +232,21 @@ def test_a_grade_no_other_provider_shares_is_withheld(four: Four) -> None:
     assert "source_reliability" not in _grade_ext(four)
 
 
+def test_the_crowd_that_shares_a_grade_is_of_active_providers_only(four: Four) -> None:
+    """Consumers and revoked providers holding the grade do not make it shared; each submission counts the
+    crowd afresh (a revocation takes the grade away from the next release)."""
+    four.exchange.set_grade("Northern Watch", "B")
+    four.exchange.set_grade("Coastal Radar", "B")
+    four.exchange.add_party("Quiet Reader", provider=False, consumer=True)  # grade F, not a provider
+    four.exchange.settings = dataclasses.replace(four.exchange.settings, grade_visibility="shared", grade_crowd=2)
+    assert _grade_ext(four)["source_reliability"] == "B"
+    four.exchange.revoke_party("Coastal Radar")
+    before = {o["id"] for o in four.inbox("c1")}
+    four.p1.send([indicator(confidence=75, object_marking_refs=[AMBER])])
+    (later,) = [o for o in four.inbox("c1") if o["type"] == "indicator" and o["id"] not in before]
+    assert "source_reliability" not in later["extensions"][GRADE_EXT]
+
+
 # -- requests for information -------------------------------------------------------------------------------
 
 

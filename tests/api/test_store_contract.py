@@ -52,6 +52,19 @@ def _inbox(tx: Tx, party: int):  # type: ignore[no-untyped-def]
     return tx.collection(party, "inbox")
 
 
+def test_grades_held_counts_active_providers_by_grade(store: Store, party: int) -> None:
+    with store.write() as tx:
+        a = tx.add_party("Graded A", True, False, "a" * 64, T0)
+        b = tx.add_party("Graded B", True, False, "b" * 64, T0)
+        tx.add_party("Reader", False, True, "c" * 64, T0)  # a consumer only: not counted
+        gone = tx.add_party("Gone", True, False, "d" * 64, T0)
+        for pid in (a, b, gone):
+            tx.update_party(pid, grade="A")
+        tx.update_party(gone, revoked=T0)
+    with store.read() as tx:
+        assert tx.grades_held() == {"A": 2, "F": 1}  # the contract party is a provider with the default F
+
+
 def test_parties_and_collections(store: Store, party: int) -> None:
     with store.read() as tx:
         row = tx.party_by_name("Contract Party")

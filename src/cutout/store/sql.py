@@ -304,6 +304,13 @@ class Tx:
     def party_by_name(self, name: str) -> Row[Any] | None:
         return self.conn.execute(select(s.parties).where(s.parties.c.name == name)).first()
 
+    def grades_held(self) -> dict[str, int]:
+        """How many active (not revoked) providers hold each grade: one aggregate, however many parties."""
+        rows = self._exec(
+            "SELECT grade, count(*) FROM parties WHERE provider = ? AND revoked IS NULL GROUP BY grade", (True,)
+        ).fetchall()
+        return {str(grade): int(n) for grade, n in rows}
+
     def party_by_id(self, party_id: int) -> Any:
         rows = self._fetch("parties", "SELECT * FROM parties WHERE id = ?", (party_id,))
         assert rows, party_id
