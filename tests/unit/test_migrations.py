@@ -134,3 +134,24 @@ def test_the_hash_0004_stored_is_the_one_the_code_looks_up_by() -> None:
     m = importlib.import_module("cutout.store.migrations.versions.0004_smaller_writes")
     for stix_id in ("indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f", "x", "é--1", ""):
         assert m.id_hash(stix_id) == id_hash(stix_id)
+
+
+def test_0005_indexes_agreements_by_party_and_goes_back(settings: Settings) -> None:
+    store = Store(settings.db_url)
+    try:
+        if settings.db_url.startswith("sqlite"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+        def indexes() -> set[str]:
+            return {str(ix["name"]) for ix in inspect(store.engine).get_indexes("agreements")}
+
+        upgrade(store, "0004")
+        assert not indexes() & {"ix_agreements_provider", "ix_agreements_consumer"}
+        upgrade(store, "0005")
+        assert {"ix_agreements_provider", "ix_agreements_consumer"} <= indexes()
+        downgrade(store, "0004")
+        assert not indexes() & {"ix_agreements_provider", "ix_agreements_consumer"}
+        upgrade(store)
+        assert current_revision(store) == head_revision()
+    finally:
+        store.close()

@@ -76,6 +76,10 @@ agreements = Table(
     # JSON list of sanitizing options (cutout.sanitize.overrides) allowed on top of the strict profile, or NULL
     Column("allow", Text),
 )
+# a submission reads its provider's active agreements, a request or feedback its consumer's: by index, not by
+# a scan of every agreement of the exchange
+Index("ix_agreements_provider", agreements.c.provider_id)
+Index("ix_agreements_consumer", agreements.c.consumer_id)
 
 objects = Table(
     "objects",
