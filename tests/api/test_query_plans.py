@@ -1,0 +1,76 @@
+"""What a request costs must not grow with the exchange: every statement on the paths parties take reaches its
+rows through an index, never by reading a whole table.
+
+The statements are the ones SQLite actually ran (its trace callback, values filled in) while parties did
+everything they do through the API: submissions released at once and held, polls, the manifest, a status,
+feedback and a request for information, and the scheduler's releases. Each is then asked for its query plan
+(``EXPLAIN QUERY PLAN``): a ``SCAN`` of a table is a read of every row, whose cost grows with the number of
+parties, agreements, objects or copies. A full scan of ``agreements`` on every submission (fixed by migration
+0005) and a read of every party into Python on every release run both cost milliseconds per request on an
+exchange of 1,000 parties.
+
+The one scan allowed is counted in SQLite itself and returns a row per grade: the number of active providers
+holding each grade (the grade crowd, read once per release run that carries intelligence).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from cutout.settings import Settings
+from tests.api.conftest import location
+from tests.api.test_channel_back import Four, _intel, _opinion, _request, four  # noqa: F401 (the fixture)
+
+ALLOWED_SCANS = {
+    # the grade crowd: one row per grade, counted by SQLite (tests/api/test_store_contract.py pins the answer)
+    "SELECT grade, count(*) FROM parties WHERE provider = 1 AND revoked IS NULL GROUP BY grade",
+}
+
+
+@pytest.fixture
+def traced(four: Four, settings: Settings) -> list[str]:  # noqa: F811 (the fixture imported above)
+    if not settings.db_url.startswith("sqlite"):
+        pytest.skip("query plans are read from SQLite; the PostgreSQL indexes are the same declared ones")
+    statements: list[str] = []
+    engine = four.exchange.store.engine
+    pooled = []  # every connection the pool keeps, traced (requests here come one at a time)
+    for _ in range(engine.pool.size()):  # type: ignore[attr-defined]
+        conn = engine.raw_connection()
+        conn.dbapi_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        pooled.append(conn)
+    for conn in pooled:
+        conn.close()
+    return statements
+
+
+def test_every_statement_a_party_causes_reads_through_an_index(four: Four, traced: list[str]) -> None:  # noqa: F811
+    four.exchange.add_agreement("Northern Watch", "Eastern Desk", area="30,44,36,48", delay=600)  # one held
+    traced.clear()  # the operator's commands may read whole tables (listing parties, say); parties' requests not
+    copies = _intel(four)
+    (valley, *_) = [o["id"] for o in copies["c1"] if o["name"].startswith("valley")]
+    r = four.c1.send([_opinion([valley], "confirmed-hit"), _request()])
+    assert r.status_code == 202, r.text
+    status = r.json()["id"]
+    assert four.c1.get(f"/status/{status}/").status_code == 200
+    outbox = four.p1.collection_id("outbox")
+    assert four.p1.get(f"/collections/{outbox}/manifest/").status_code == 200
+    assert four.p1.send([location(46.5, 33.5, name="valley later")]).status_code == 202
+    four.flush()  # the feedback and request batch, and the held copy
+    assert four.inbox("p1") and four.inbox("c1", added_after="2026-01-01T00:00:00Z")
+    assert traced, "no statement was traced"
+
+    db = sqlite3.connect(four.exchange.settings.db_url.removeprefix("sqlite:///"))
+    try:
+        scans: dict[str, list[str]] = {}
+        for statement in dict.fromkeys(" ".join(s.split()) for s in traced):
+            if not statement.upper().startswith(("SELECT", "UPDATE", "DELETE", "INSERT", "WITH")):
+                continue  # BEGIN, COMMIT, PRAGMA
+            plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + statement)]
+            found = [step for step in plan if step.startswith("SCAN") and "CONSTANT ROW" not in step]
+            if found and statement not in ALLOWED_SCANS:
+                scans[statement[:300]] = found
+    finally:
+        db.close()
+    assert not scans, "statements that read a whole table:\n" + "\n".join(f"{v}: {k}" for k, v in scans.items())
