@@ -155,15 +155,20 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
             )
 
     # latency
+    parties, each = sizes.members
+    members = f"empty exchange of {parties:,} more parties and {parties // 2 * each:,} agreements"
     for label, ck, mk in (
         ("empty exchange (the samples add theirs)", "latency.empty.cutout", "latency.empty.medallion"),
         (f"{big:,}-object exchange", "latency.big.cutout", "latency.big.medallion"),
+        (members, "latency.members.cutout", "latency.members.medallion"),
     ):
         c, m = get(ck), get(mk)
         for stat, bound in (("p50", 0.003), ("p99", 0.015)):
             cv = getattr(c, stat) if c is not None and c.samples else None
             mv = getattr(m, stat) if m is not None and m.samples else None
             mtext, ratio = _ms(mv), "—"
+            if mk == "latency.members.medallion":
+                mtext = "n/a (no parties)"
             if m is not None:
                 notes = []
                 if c is not None and m.size_before != c.size_before:

@@ -59,6 +59,9 @@ class Sizes:
     medallion_fetch_budget: float = 120.0  # seconds for medallion to page through one collection
     medallion_load_budget: float = 120.0  # seconds for medallion to take the objects of one fill
     latency_samples: int = 200
+    # the latency again on an exchange with this many more parties, every other one a provider with this many
+    # agreements (1,000 and 10: 5,000 agreements), none of them the bench's provider's or consumer's
+    members: tuple[int, int] = (1000, 10)
     # medallion: (size, samples, unrecorded warm-up samples, time budget in seconds) per peer-baseline size
     medallion_latency: tuple[tuple[int, int, int, float], ...] = (
         (0, 200, 3, 240.0),
@@ -81,6 +84,7 @@ SMOKE = Sizes(
     medallion_fetch_budget=30.0,
     medallion_load_budget=30.0,
     latency_samples=10,
+    members=(20, 2),
     medallion_latency=((0, 10, 3, 30.0), (100, 5, 0, 30.0), (200, 5, 0, 30.0)),
     fanout_consumers=5,
     fanout_objects=100,
@@ -235,6 +239,13 @@ class Run:
         lat = measure.latency(c, self.singles(c, n), big)
         self.results["latency.big.cutout"] = lat
         log(f"  p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms")
+        parties, each = s.members
+        with CutoutServer(members=s.members) as c:
+            log(f"cutout (pid {c.pid}): latency, {parties:,} more parties and {parties // 2 * each:,} agreements")
+            lat = measure.latency(c, self.singles(c, n), 0)
+            self._check_log(c)
+        self.results["latency.members.cutout"] = lat
+        log(f"  p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms")
         if not self.peer:
             return
         found: list[measure.Latency] = []
@@ -368,7 +379,9 @@ project's; a MISS is reported, never enforced.
   {s.medallion_load_budget:.0f} s too.
 - **latency**: the provider POSTs one indicator, then the consumer GETs `objects/?added_after=T` (T taken
   just before the POST) until the object is there; {s.latency_samples} samples after 3 unrecorded ones,
-  nearest-rank p99. cutout on an empty exchange and on the exchange filled to {big:,}; medallion at
+  nearest-rank p99. cutout on an empty exchange, on the exchange filled to {big:,}, and on an empty exchange
+  with {s.members[0]:,} more parties registered (every other one a provider with {s.members[1]} agreements with
+  the others: the membership of a large sharing community, none of it dealing with the bench's parties); medallion at
   {", ".join(f"{z:,} ({n} samples, {b:.0f} s budget)" for z, n, _, b in s.medallion_latency)}, the sizes of
   the peer baseline (a size is not attempted once a smaller one ran out of its budget). medallion's
   `added_after` filter compares every object with every manifest entry, so one poll costs time quadratic in

@@ -239,13 +239,19 @@ class CutoutServer(Server):
     ``cutout serve`` processes sharing it (the first is the one the measurements talk to, ``nodes`` lists all).
     """
 
-    def __init__(self, consumers: int = 1, db: str | None = None, nodes: int = 1) -> None:
+    def __init__(
+        self, consumers: int = 1, db: str | None = None, nodes: int = 1, members: tuple[int, int] = (0, 0)
+    ) -> None:
+        """``members``: (parties, agreements each) registered besides the bench's own: that many more parties,
+        every other one a provider holding that many agreements with the others (the exchange's membership,
+        which the bench's provider and consumer do not deal with)."""
         super().__init__("cutout", Path(tempfile.mkdtemp(prefix="cutout-bench-")))
         self.nodes: list[RunningServer] = []
         if db:
             empty_postgres(db)
             (self.work / "cutout.toml").write_text(f'[cutout]\ndatabase_url = "{db}"\n', "utf-8")
-        settings = load_settings(self.work, environ={})
+        # the set-up commits without waiting for the disk (it is not measured); the server runs with FULL
+        settings = load_settings(self.work, {"sqlite_synchronous": "NORMAL"}, environ={})
         Exchange.init(settings, "Bench Exchange")
         ex = Exchange.open(settings)
         try:
@@ -257,6 +263,12 @@ class CutoutServer(Server):
                 _, token = ex.add_party(name, provider=False, consumer=True)
                 ex.add_agreement(self.provider.name, name, delay=0)
                 self.consumers.append(Party(name, token))
+            parties, each = members
+            for i in range(parties):
+                ex.add_party(f"Member {i}", provider=i % 2 == 0, consumer=True)
+            for i in range(0, parties, 2):
+                for j in range(each):
+                    ex.add_agreement(f"Member {i}", f"Member {(i + 1 + 2 * j) % parties}", delay=0)
             self.consumer = self.consumers[0]
             self._colls: dict[str, dict[str, str]] = {}
             for p in (self.provider, *self.consumers):
