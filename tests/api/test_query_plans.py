@@ -3,11 +3,12 @@ rows through an index, never by reading a whole table.
 
 The statements are the ones SQLite actually ran (its trace callback, values filled in) while parties did
 everything they do through the API: submissions released at once and held, polls, the manifest, a status,
-feedback and a request for information, and the scheduler's releases. Each is then asked for its query plan
-(``EXPLAIN QUERY PLAN``): a ``SCAN`` of a table is a read of every row, whose cost grows with the number of
-parties, agreements, objects or copies. A full scan of ``agreements`` on every submission (fixed by migration
-0005) and a read of every party into Python on every release run both cost milliseconds per request on an
-exchange of 1,000 parties.
+feedback and a request for information, a withdrawal, and the scheduler's releases. Each is then asked for
+its query plan (``EXPLAIN QUERY PLAN``): a ``SCAN`` of a table is a read of every row, whose cost grows with
+the number of parties, agreements, objects or copies. A full scan of ``agreements`` on every submission
+(fixed by migration 0005) and a read of every party into Python on every release run both cost milliseconds
+per request on an exchange of 1,000 parties; a withdrawal read the whole copies table (a row per object and
+reader) while it held the write lock.
 
 The one scan allowed is counted in SQLite itself and returns a row per grade: the number of active providers
 holding each grade (the grade crowd, read once per release run that carries intelligence).
@@ -57,6 +58,13 @@ def test_every_statement_a_party_causes_reads_through_an_index(four: Four, trace
     outbox = four.p1.collection_id("outbox")
     assert four.p1.get(f"/collections/{outbox}/manifest/").status_code == 200
     assert four.p1.send([location(46.5, 33.5, name="valley later")]).status_code == 202
+    withdrawn = four.p1.send([location(46.7, 33.7, name="valley withdrawn")]).json()["successes"][0]["id"]
+    assert (
+        four.p1.client.delete(
+            f"{four.p1.root}/collections/{outbox}/objects/{withdrawn}/", headers=four.p1._headers()
+        ).status_code
+        == 200
+    )
     four.flush()  # the feedback and request batch, and the held copy
     assert four.inbox("p1") and four.inbox("c1", added_after="2026-01-01T00:00:00Z")
     assert traced, "no statement was traced"

@@ -637,11 +637,16 @@ class Tx:
         return len(rows)
 
     def copies_of(self, sender_id: int, orig_id: str) -> list[Any]:
-        """Every recipient's copy of one sender's object."""
+        """Every recipient's copy of one sender's object, in recipient order.
+
+        Every recipient is a party: the copies are looked up party by party through ``ix_copies_orig``
+        (recipient, sender, hash), which costs a probe per party instead of a read of the whole copies table
+        (a row per object and reader) under the write lock."""
         self.flush()
         return self._fetch(
             "copies",
-            "SELECT * FROM copies WHERE sender_id = ? AND orig_hash = ? AND orig_id = ?",
+            "SELECT * FROM copies WHERE recipient_id IN (SELECT id FROM parties)"
+            " AND sender_id = ? AND orig_hash = ? AND orig_id = ? ORDER BY recipient_id",
             (sender_id, id_hash(orig_id), orig_id),
         )
 
