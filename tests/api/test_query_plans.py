@@ -17,10 +17,11 @@ holding each grade (the grade crowd, read once per release run that carries inte
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
-from cutout.settings import Settings
+from cutout.settings import Settings, load_settings
 from tests.api.conftest import location
 from tests.api.test_channel_back import Four, _intel, _opinion, _request, four  # noqa: F401 (the fixture)
 
@@ -31,9 +32,14 @@ ALLOWED_SCANS = {
 
 
 @pytest.fixture
-def traced(four: Four, settings: Settings) -> list[str]:  # noqa: F811 (the fixture imported above)
-    if not settings.db_url.startswith("sqlite"):
-        pytest.skip("query plans are read from SQLite; the PostgreSQL indexes are the same declared ones")
+def settings(tmp_path: Path) -> Settings:
+    """SQLite only (instead of the shared fixture's two stores): the plans are SQLite's; PostgreSQL's indexes
+    are the same declared ones (tests/unit/test_migrations.py)."""
+    return load_settings(tmp_path / "broker", environ={})
+
+
+@pytest.fixture
+def traced(four: Four) -> list[str]:  # noqa: F811 (the fixture imported above)
     statements: list[str] = []
     engine = four.exchange.store.engine
     pooled = []  # every connection the pool keeps, traced (requests here come one at a time)
