@@ -445,7 +445,8 @@ class Exchange:
 
     def list_agreements(self, include_ended: bool = False) -> list[dict[str, Any]]:
         with self.store.read() as tx:
-            return [self._describe_agreement(tx, r) for r in tx.agreements(include_ended)]
+            names = {p.id: p.name for p in tx.parties()}  # once for the list, not once per agreement
+            return [self._describe_agreement(tx, r, names) for r in tx.agreements(include_ended)]
 
     def end_agreement(self, agreement_id: int) -> dict[str, Any]:
         now = self.clock()
@@ -460,9 +461,11 @@ class Exchange:
             return self._describe_agreement(tx, tx.agreement(agreement_id))
 
     @staticmethod
-    def _describe_agreement(tx: Tx, row: Any) -> dict[str, Any]:
+    def _describe_agreement(tx: Tx, row: Any, names: Mapping[int, str] | None = None) -> dict[str, Any]:
+        """An agreement as the operator sees it; ``names``: every party's name by id, when the caller has them."""
         a = Agreement.from_row(row)
-        names = {p.id: p.name for p in tx.parties()}
+        if names is None:
+            names = {pid: tx.party_by_id(pid).name for pid in (a.provider_id, a.consumer_id)}
         return {
             "id": a.id,
             "from": names.get(a.provider_id),
