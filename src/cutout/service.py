@@ -1003,10 +1003,13 @@ class Exchange:
             if sender not in redactors:
                 sender_row = senders[sender] = tx.party_by_id(sender)
                 redactors[sender] = Redactor([sender_row.name, *json.loads(sender_row.terms)])
-            if kind in ("intel", "answer") and sender not in grades:
-                if held is None:
-                    held = self._grades_held(tx)
-                grades[sender] = self._visible_grade(senders[sender], held)
+            grade = None
+            if kind in ("intel", "answer"):
+                if sender not in grades:
+                    if held is None:
+                        held = self._grades_held(tx)
+                    grades[sender] = self._visible_grade(senders[sender], held)
+                grade = grades[sender]
             delivered[recipient] += self._release_group(
                 tx,
                 recipient,
@@ -1018,7 +1021,7 @@ class Exchange:
                 review,
                 redactors[sender],
                 allow,
-                grades.get(sender) if kind in ("intel", "answer") else None,
+                grade,
                 shared=shared,
             )
         for recipient, new in delivered.items():
