@@ -996,7 +996,9 @@ class Exchange:
         # grade (read once per run, when the policy needs it and there is intel)
         grades: dict[int, str | None] = {}
         held: dict[str, int] | None = None
-        shared: dict[Any, Any] = {}  # copies made once for all readers of an object (Sanitizer.sanitize)
+        # copies made once for all readers of an object (Sanitizer.sanitize); a run with one group has one
+        # reader, for whom the shared copy would be made and then copied again for nothing
+        shared: dict[Any, Any] | None = {} if len(groups) > 1 else None
         delivered: dict[int, list[NewObject]] = defaultdict(list)
         for (recipient, sender, kind, review, allow), rows in groups.items():
             objs = [parsed[r.pk] for r in rows]
@@ -1594,9 +1596,22 @@ def _feedback_refs(obj: Mapping[str, Any]) -> list[str]:
     return [r for r in obj.get("object_refs") or () if isinstance(r, str)]
 
 
-def _all_refs(obj: Mapping[str, Any]) -> Iterable[str]:
+def _all_refs(obj: Mapping[str, Any]) -> list[str]:
+    """The ids an object's top-level ``*_ref`` and ``*_refs`` properties hold."""
+    found: list[str] = []
     for key, value in obj.items():
-        if key.endswith("_ref") and isinstance(value, str):
-            yield value
-        elif key.endswith("_refs") and isinstance(value, list):
-            yield from (v for v in value if isinstance(v, str))
+        kind = _REF_KEYS.get(key)
+        if kind is None:
+            kind = 1 if key.endswith("_ref") else 2 if key.endswith("_refs") else 0
+            if len(_REF_KEYS) < 4096:  # property names seen; a sender cannot grow it without bound
+                _REF_KEYS[key] = kind
+        if kind == 1:
+            if isinstance(value, str):
+                found.append(value)
+        elif kind == 2 and isinstance(value, list):
+            found.extend(v for v in value if isinstance(v, str))
+    return found
+
+
+#: property name -> 1 for ``*_ref``, 2 for ``*_refs``, 0 for others (``_all_refs``)
+_REF_KEYS: dict[str, int] = {}

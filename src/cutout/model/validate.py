@@ -1072,7 +1072,11 @@ def _should_general(inst: dict[str, JSON]) -> None:
     known = _PROPERTIES.get(kind)  # raises for an unhashable type, as stix2validator does
     if known is None:
         known = _OBSERVABLE_PROPERTIES.get(kind)
-    if known is not None and any(prop not in known and prop not in _RESERVED_PROPERTIES for prop in inst):
+    if (
+        known is not None
+        and not inst.keys() <= known  # the common case, in C: every property is one the type defines
+        and any(prop not in known and prop not in _RESERVED_PROPERTIES for prop in inst)
+    ):
         _uses_extension(inst, ("toplevel-property-extension",))
 
 
