@@ -159,3 +159,34 @@ def test_a_head_request_without_credentials_is_401(world: World, template: str) 
     r = world.client.head(url, headers={"Accept": "application/json"})
     assert r.status_code == 401
     assert "x-taxii-date-added-first" not in r.headers
+
+
+#: requests no route answers: a path the exchange does not have, or a method its path does not take
+NO_ROUTE: tuple[tuple[str, str], ...] = (
+    ("GET", "/nothing/here/"),
+    ("GET", "/taxii2/elsewhere/"),
+    ("GET", "/exchange/collections/{coll}/nope/"),
+    ("POST", "/exchange/nothing/"),
+    ("PUT", "/exchange/collections/{coll}/objects/"),
+    ("DELETE", "/exchange/collections/"),
+    ("PATCH", "/taxii2/"),
+    ("POST", "/health"),
+)
+
+
+@pytest.mark.parametrize(("method", "template"), NO_ROUTE)
+def test_no_route_is_told_only_to_a_party(world: World, method: str, template: str) -> None:
+    """Which paths and methods the exchange has is not told to a client without valid credentials: the 404 or
+    405 a party hears is, for anyone else, the same 401 as every route's."""
+    url = template.format(coll=world.provider.collection_id("outbox"))
+    for who, auth in _credentials(world).items():
+        expected = world.client.get("/taxii2/", headers={"Accept": TAXII, **auth})
+        r = world.client.request(method, url, headers={"Accept": TAXII, **auth}, content=b"{}")
+        assert r.status_code == 401, (method, url, who)
+        assert r.content == expected.content, (method, url, who)
+        assert dict(r.headers) == dict(expected.headers), (method, url, who)
+    r = world.client.request(
+        method, url, headers={"Accept": TAXII, "Authorization": f"Bearer {world.provider.token}"}, content=b"{}"
+    )
+    assert r.status_code == (404 if method == "GET" or "nothing" in url else 405), r.text
+    assert r.json()["http_status"] == str(r.status_code)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -365,3 +367,31 @@ def test_unknown_routes_methods_and_statuses(broker: Broker, parties: Parties) -
         assert_taxii_error(h.put(coll_path(broker, p, "outbox"), content=b"{}"), 405)
         assert_taxii_error(h.patch(coll_path(broker, p, "outbox", f"objects/{parties.original['id']}/")), 405)
         assert_taxii_error(h.post("collections/", content=b"{}", headers={"Content-Type": TAXII}), 405)
+
+
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize("authorised", [True, False])
+def test_a_client_that_hangs_up_mid_body(broker: Broker, parties: Parties, authorised: bool) -> None:
+    """A sender that closes its connection before its body ends stores nothing and leaves one line in the
+    server's log, not the traceback of an unhandled error."""
+    assert broker.server is not None
+    log = broker.server.log
+    before = log.read_text(errors="replace").count("disconnected before its body ended")
+    path = f"/{broker.settings.api_root}/collections/{broker.collection_ids(parties.provider)['outbox']}/objects/"
+    host, port = broker.url.removeprefix("http://").split(":")
+    auth = f"Authorization: Bearer {parties.provider.token}\r\n" if authorised else ""
+    body = orjson.dumps({"objects": [indicator(2, name="never whole")]})
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAccept: {TAXII}\r\nContent-Type: {TAXII}\r\n{auth}"
+        f"Content-Length: {len(body) + 1000}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + body[: len(body) // 2])
+        time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    text = log.read_text(errors="replace")
+    while text.count("disconnected before its body ended") == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+        text = log.read_text(errors="replace")
+    assert text.count("disconnected before its body ended") == before + 1
+    assert "Traceback" not in text, text[-3000:]

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -321,6 +321,10 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
                 return error_response(exc)
             except CutoutError as exc:
                 return error_response(exc)
+            except ClientDisconnect:
+                # the sender hung up before its body ended: nothing was stored, and no one is left to answer
+                log.warning("%s %s: the client disconnected before its body ended", request.method, request.url.path)
+                return error_response(BadRequest("the body ended early"))
 
         return endpoint
 
@@ -460,8 +464,21 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         *both(root + "/receipts/{ref}", receipt, ["GET"], taxii=False),
     ]
 
+    def knock(request: Request) -> None:
+        ex.authenticate(*_credentials(request))
+
     async def http_error(request: Request, exc: Exception) -> Response:
         code = exc.status_code if isinstance(exc, HTTPException) else 500
+        if code in (404, 405):
+            # no route, or not this method: said only to a party; without valid credentials the answer is
+            # the 401 every route gives, so that the exchange's paths cannot be mapped from outside
+            try:
+                await workers.run(knock, request)
+            except StoreUnavailable as unavailable:
+                log.warning("%s %s: store unavailable: %s", request.method, request.url.path, _cause(unavailable))
+                return error_response(unavailable)
+            except CutoutError as refused:
+                return error_response(refused)
         title = {404: "Not found", 405: "Method not allowed"}.get(code, "Error")
         return _taxii(error_body(code, title, title.lower(), title.lower().replace(" ", "-")), status=code)
 
