@@ -24,18 +24,15 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import event
 
-from cutout.settings import Settings, load_settings
 from cutout.store.sql import Tx, _format_style
 from tests.api.conftest import location
 from tests.api.test_channel_back import Four, _intel, _opinion, _request, four  # noqa: F401 (the fixture)
-from tests.conftest import POSTGRES_URL, reset_postgres
 
 #: statement -> the tables it may read whole
 ALLOWED_SCANS: dict[str, set[str]] = {
@@ -49,17 +46,6 @@ ALLOWED_SCANS: dict[str, set[str]] = {
 
 #: a statement as the store ran it: its SQL (qmark style, as the store writes it) and its first row of values
 Statement = tuple[str, tuple[Any, ...] | dict[str, Any]]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """A fresh broker on each store (the shared fixture's, repeated here so the module can name it)."""
-    if request.param == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("PostgreSQL tests need CUTOUT_TEST_POSTGRES=postgresql://… (CI sets it)")
-        reset_postgres(POSTGRES_URL)
-        return load_settings(tmp_path / "broker", {"database_url": POSTGRES_URL}, environ={})
-    return load_settings(tmp_path / "broker", environ={})
 
 
 @pytest.fixture
