@@ -491,8 +491,7 @@ class Exchange:
     # -- authentication and collections -------------------------------------------------------------------
     def authenticate(self, name: str | None, token: str) -> Party:
         """The party holding ``token`` (and, with HTTP Basic, named ``name``); AuthError otherwise."""
-        with self.store.read() as tx:
-            row = tx.party_by_token(_token_hash(token)) if token else None
+        row = self.store.party_by_token(_token_hash(token)) if token else None
         if row is None or row.revoked is not None or (name is not None and not hmac.compare_digest(name, row.name)):
             raise AuthError("unknown or revoked credentials")
         return Party(id=row.id, name=row.name, provider=bool(row.provider), consumer=bool(row.consumer))

@@ -80,6 +80,25 @@ def test_parties_and_collections(store: Store, party: int) -> None:
         assert (tx.party_by_id(party).grade, tx.party_by_id(party).terms) == ("B", '["x"]')
 
 
+def test_a_party_by_token_outside_a_transaction(store: Store, party: int) -> None:
+    """Authentication reads the token's party with one statement on a pooled connection: the same row as in a
+    transaction, booleans as ``bool``, the latest committed state (a revocation counts at once), and each
+    connection back in the pool."""
+    with store.read() as tx:
+        expected = tx.party_by_token("h" * 64)
+    found = store.party_by_token("h" * 64)
+    assert found == expected and found is not None and found.provider is True and found.consumer is True
+    assert store.party_by_token("x" * 64) is None
+    with store.write() as tx:
+        tx.update_party(party, revoked=T0)
+    assert store.party_by_token("h" * 64).revoked == T0  # type: ignore[union-attr]
+    for _ in range(3 * 16):  # more than the pool holds: a connection not given back would run it dry
+        store.party_by_token("h" * 64)
+    with store.write() as tx:  # and nothing is left holding a transaction open
+        tx.update_party(party, revoked=None)
+    assert store.party_by_token("h" * 64).revoked is None  # type: ignore[union-attr]
+
+
 def test_add_objects_dedupes_and_orders(store: Store, party: int, hashes: None) -> None:
     with store.write() as tx:
         coll = _inbox(tx, party)

@@ -199,6 +199,22 @@ class Store:
         with self._reachable(), self.engine.connect() as conn, conn.begin():
             yield Tx(conn, self.is_sqlite)
 
+    def party_by_token(self, token_hash: str) -> Any | None:
+        """The party row holding a token hash, or None: one statement on a pooled connection, without a
+        transaction around it (one statement reads one snapshot). Every request is authenticated first, and
+        a read transaction for it cost four times this (60 against 15 µs on SQLite)."""
+        with self._reachable():
+            conn = self.engine.raw_connection()
+            try:
+                cur = conn.cursor()
+                cur.execute(_PARTY_BY_TOKEN if self.is_sqlite else _format_style(_PARTY_BY_TOKEN), (token_hash,))
+                row = cur.fetchone()
+                make = _row_maker("parties", tuple(d[0] for d in cur.description), self.is_sqlite)
+                cur.close()
+            finally:
+                conn.close()  # back to the pool, which ends PostgreSQL's implicit transaction (rollback)
+        return None if row is None else make(row)
+
     @contextmanager
     def _reachable(self) -> Iterator[None]:
         """Turn the database being out of reach (down, restarting, a lock not granted in time, the pool
@@ -317,7 +333,7 @@ class Tx:
         return rows[0]
 
     def party_by_token(self, token_hash: str) -> Any | None:
-        rows = self._fetch("parties", "SELECT * FROM parties WHERE token_hash = ?", (token_hash,))
+        rows = self._fetch("parties", _PARTY_BY_TOKEN, (token_hash,))
         return rows[0] if rows else None
 
     def parties(self) -> list[Any]:
@@ -922,6 +938,8 @@ def _chunks(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
 
+
+_PARTY_BY_TOKEN = "SELECT * FROM parties WHERE token_hash = ?"  # noqa: S105 (a query, not a password)
 
 _PageRow = namedtuple("_PageRow", ["stix_id", "version", "date_added", "body", "spec_version"])
 
