@@ -202,12 +202,13 @@ class Store:
     def party_by_token(self, token_hash: str) -> Any | None:
         """The party row holding a token hash, or None: one statement on a pooled connection, without a
         transaction around it (one statement reads one snapshot). Every request is authenticated first, and
-        a read transaction for it cost four times this (60 against 15 µs on SQLite)."""
+        a read transaction for it cost twice as much (an authentication on SQLite: 60 against 23-28 µs)."""
+        sql = "SELECT * FROM parties WHERE token_hash = ?"
         with self._reachable():
             conn = self.engine.raw_connection()
             try:
                 cur = conn.cursor()
-                cur.execute(_PARTY_BY_TOKEN if self.is_sqlite else _format_style(_PARTY_BY_TOKEN), (token_hash,))
+                cur.execute(sql if self.is_sqlite else _format_style(sql), (token_hash,))
                 row = cur.fetchone()
                 make = _row_maker("parties", tuple(d[0] for d in cur.description), self.is_sqlite)
                 cur.close()
@@ -331,10 +332,6 @@ class Tx:
         rows = self._fetch("parties", "SELECT * FROM parties WHERE id = ?", (party_id,))
         assert rows, party_id
         return rows[0]
-
-    def party_by_token(self, token_hash: str) -> Any | None:
-        rows = self._fetch("parties", _PARTY_BY_TOKEN, (token_hash,))
-        return rows[0] if rows else None
 
     def parties(self) -> list[Any]:
         return self._fetch("parties", "SELECT * FROM parties ORDER BY id")
@@ -938,8 +935,6 @@ def _chunks(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
 
-
-_PARTY_BY_TOKEN = "SELECT * FROM parties WHERE token_hash = ?"  # noqa: S105 (a query, not a password)
 
 _PageRow = namedtuple("_PageRow", ["stix_id", "version", "date_added", "body", "spec_version"])
 
