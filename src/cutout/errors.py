@@ -19,6 +19,7 @@ the message without a traceback.
     ├── NotAcceptable           the client accepts no media type we can produce
     ├── TooLarge                the request body is over ``max_content_length``
     ├── StoreUnavailable        the database cannot be reached or did not grant a lock in time; retry
+    │   └── WouldWait           (internal) a call that may not wait found a lock taken; nothing was done
     └── InvalidContent          the body is not a valid envelope or holds invalid STIX (``problems``)
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "StoreUnavailable",
     "TooLarge",
     "UnsupportedMediaType",
+    "WouldWait",
 ]
 
 
@@ -119,6 +121,12 @@ class StoreUnavailable(CutoutError):
 
     code = "store-unavailable"
     title = "Temporarily unavailable"
+
+
+class WouldWait(StoreUnavailable):
+    """Inside ``Store.no_wait``: a transaction found SQLite's lock taken and gave up at once instead of waiting.
+    It is raised before the call changed anything durable (see ``Store.no_wait``), so the caller runs the same
+    call again where it may wait; should one ever escape, the client hears store-unavailable and resends."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import struct
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -487,6 +488,17 @@ class Exchange:
         """Reach the store (a read); StoreUnavailable when it cannot be reached."""
         with self.store.read() as tx:
             tx.get_meta("identity")
+
+    @property
+    def can_refuse_to_wait(self) -> bool:
+        """Whether calls can be made under :meth:`no_wait` (SQLite: the store waits for nothing but the disk
+        and its own locks; PostgreSQL's every statement waits on the network)."""
+        return self.store.local
+
+    def no_wait(self) -> AbstractContextManager[None]:
+        """A block in which this thread's calls never wait for a lock: WouldWait instead, and then the call
+        has changed nothing durable and may be made again (``Store.no_wait``)."""
+        return self.store.no_wait()
 
     # -- authentication and collections -------------------------------------------------------------------
     def authenticate(self, name: str | None, token: str) -> Party:

@@ -1,5 +1,6 @@
-"""How a request is served: one call on a worker thread (authentication and the work together), and bodies
-read early only when small, refused for their size, type or JSON only after authentication."""
+"""How a request is served: one call (authentication and the work together), on the event loop when the
+request is alone on SQLite and on a worker thread otherwise; bodies read early only when small, refused for
+their size, type or JSON only after authentication."""
 
 from __future__ import annotations
 
@@ -19,16 +20,26 @@ from tests.api.conftest import TAXII, Caller, World, indicator
 
 
 @pytest.fixture
-def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the functions the app hands to a worker thread, in order."""
-    calls: list[str] = []
-    real = app_module.Workers.run
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The functions the app runs for requests, in order, each with where it ran to its end: on the event
+    loop ("loop") or on a worker thread ("thread")."""
+    calls: list[tuple[str, str]] = []
+    real_run, real_answer = app_module.Workers.run, app_module.Workers.answer
 
-    async def counted(self: app_module.Workers, func: Any, *args: Any) -> Any:
-        calls.append(func.__name__)
-        return await real(self, func, *args)
+    async def run(self: app_module.Workers, func: Any, *args: Any) -> Any:
+        calls.append((func.__name__, "thread"))
+        return await real_run(self, func, *args)
 
-    monkeypatch.setattr(app_module.Workers, "run", counted)
+    async def answer(self: app_module.Workers, func: Any, *args: Any) -> Any:
+        on_loop = self.inline - self.fell_back
+        try:
+            return await real_answer(self, func, *args)
+        finally:
+            if self.inline - self.fell_back > on_loop:
+                calls.append((func.__name__, "loop"))
+
+    monkeypatch.setattr(app_module.Workers, "run", run)
+    monkeypatch.setattr(app_module.Workers, "answer", answer)
     return calls
 
 
@@ -39,22 +50,34 @@ def _envelope_over(size: int) -> bytes:
     return body
 
 
-def test_one_thread_hop_per_request(world: World, hops: list[str]) -> None:
+def test_one_call_per_request_on_the_loop_when_alone_on_sqlite(
+    world: World, settings: Settings, hops: list[tuple[str, str]]
+) -> None:
+    """Authentication and the work are one call; a request alone on SQLite runs it on the event loop (no hop),
+    on PostgreSQL always on a worker thread (its statements wait on the network)."""
+    where = "loop" if settings.db_url.startswith("sqlite") else "thread"
     p = world.provider
     outbox = p.collection_id("outbox")
     hops.clear()
     for path in ("/", "/collections/", f"/collections/{outbox}/", f"/collections/{outbox}/objects/"):
         assert p.get(path).status_code == 200
-        assert len(hops) == 1, (path, hops)
+        assert [w for _, w in hops] == [where], (path, hops)
         hops.clear()
     assert p.post(f"/collections/{outbox}/objects/", {"objects": [indicator()]}).status_code == 202
-    assert len(hops) == 1, hops
+    assert [w for _, w in hops] == [where], hops
     hops.clear()
     assert world.client.get("/exchange/collections/").status_code == 401
-    assert len(hops) == 1, hops
+    assert [w for _, w in hops] == [where], hops
+    hops.clear()
+    assert world.client.get("/health").status_code == 200
+    assert hops == [("ping", where)]
+    workers = world.client.app.state.workers  # type: ignore[attr-defined]
+    assert workers.fell_back == 0 and workers.requests == 0
 
 
-def test_a_body_over_the_early_read_is_read_after_authentication(world: World, hops: list[str]) -> None:
+def test_a_body_over_the_early_read_is_read_after_authentication(
+    world: World, settings: Settings, hops: list[tuple[str, str]]
+) -> None:
     p = world.provider
     outbox = p.collection_id("outbox")
     body = _envelope_over(EARLY_BODY)
@@ -62,7 +85,10 @@ def test_a_body_over_the_early_read_is_read_after_authentication(world: World, h
     r = p.post(f"/collections/{outbox}/objects/", body)
     assert r.status_code == 202, r.text
     assert r.json()["success_count"] == len(orjson.loads(body)["objects"])
-    assert len(hops) == 2  # authentication, then the work once the body is in
+    # authentication (on the loop when alone on SQLite), then the work once the body is in: always on a worker
+    # thread, however alone, so that a request arriving meanwhile is read at once
+    where = "loop" if settings.db_url.startswith("sqlite") else "thread"
+    assert hops == [("admit_post", where), ("add_objects", "thread")]
 
 
 @pytest.mark.parametrize("size", [100, 2 * EARLY_BODY])

@@ -12,7 +12,7 @@ import base64
 import binascii
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ from cutout.errors import (
     StoreUnavailable,
     TooLarge,
     UnsupportedMediaType,
+    WouldWait,
 )
 from cutout.extensions import DEFINITIONS
 from cutout.model.timestamps import format_us, parse_us
@@ -61,7 +62,8 @@ _T = TypeVar("_T")
 
 
 class Workers:
-    """The app's worker threads: each request's blocking work is one hop onto one of them and back.
+    """Where a request's blocking work (the store's calls) runs: on one of the app's worker threads, one hop
+    onto it and back, or, when the request is alone, on the event loop itself.
 
     ``loop.run_in_executor`` on a ``ThreadPoolExecutor`` instead of Starlette's ``run_in_threadpool``,
     which goes through anyio's ``to_thread`` (a capacity limiter, run-vars and a cancel scope per call):
@@ -69,13 +71,51 @@ class Workers:
     (callgrind, 100 samples of the benchmark's latency loop). The semantics are the ones the routes had:
     at most ``WORKERS`` calls run at once, later ones queue, and a call that has started runs to its end
     even if its client goes away (a submission is committed or not, never half).
+
+    A hop costs more than the one-object submission's own work on a small VM (docs/benchmarks.md, the sixth
+    round). So a request that is the only one in flight, on a store that can refuse to wait (SQLite), runs its
+    work on the event loop under ``Exchange.no_wait``: nobody else is being served meanwhile, so nobody waits
+    for it but the disk, and if the work would wait for a lock (another writer: the scheduler, a CLI command)
+    it gives up at once with ``WouldWait``, having changed nothing, and runs again on a worker thread, where
+    waiting stalls no one. Only small work goes there (``answer``): a request without a body or with one read
+    early (at most ``EARLY_BODY``); a larger submission always takes a hop, so that a request arriving
+    meanwhile is read at once.
     """
 
-    def __init__(self, size: int = WORKERS) -> None:
+    def __init__(
+        self, size: int = WORKERS, no_wait: Callable[[], contextlib.AbstractContextManager[None]] | None = None
+    ) -> None:
         self._size = size
         self._pool: ThreadPoolExecutor | None = None
+        self._no_wait = no_wait
+        #: requests being answered (``request``); only the event loop's thread changes it
+        self.requests = 0
+        #: calls ``answer`` started on the event loop, and those of them it ran again on a thread
+        self.inline = 0
+        self.fell_back = 0
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        """Count a request as in flight for the block's length."""
+        self.requests += 1
+        try:
+            yield
+        finally:
+            self.requests -= 1
+
+    async def answer(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """A request's small work: on the event loop when the request is alone (see the class), else ``run``."""
+        if self._no_wait is not None and self.requests == 1:
+            self.inline += 1
+            try:
+                with self._no_wait():
+                    return fn(*args)
+            except WouldWait:
+                self.fell_back += 1  # nothing was done: it runs again where it may wait
+        return await self.run(fn, *args)
 
     async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn`` on a worker thread."""
         pool = self._pool  # only the event loop's thread starts or closes it
         if pool is None:
             pool = self._pool = ThreadPoolExecutor(max_workers=self._size, thread_name_prefix="cutout-worker")
@@ -262,7 +302,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
     """The ASGI app. Opens the exchange from ``settings`` unless one is given."""
     ex = exchange or Exchange.open(settings)
     root = f"/{settings.api_root}"
-    workers = Workers()
+    workers = Workers(no_wait=ex.no_wait if ex.can_refuse_to_wait else None)
 
     def too_large() -> TooLarge:
         return TooLarge(f"the body is over the API root's max_content_length ({settings.max_content_length} bytes)")
@@ -302,15 +342,19 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
             return take_body(request, party, body.bytes())
 
         async def endpoint(request: Request) -> Response:
+            with workers.request():
+                return await answer(request)
+
+        async def answer(request: Request) -> Response:
             try:
                 if take_body is None or request.method != "POST":
-                    return await workers.run(run, request)
+                    return await workers.answer(run, request)
                 body = _Body(request)
                 if _declared_size(request) <= EARLY_BODY:
                     await body.read(EARLY_BODY)
                     if body.complete:
-                        return await workers.run(run_post, request, body)
-                party = await workers.run(admit_post, request)
+                        return await workers.answer(run_post, request, body)
+                party = await workers.answer(admit_post, request)
                 await body.read(settings.max_content_length)
                 if not body.complete:
                     raise too_large()
@@ -434,7 +478,8 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
     # readiness for load balancers: no credentials, says nothing but whether this node reaches its store
     async def health(request: Request) -> Response:
         try:
-            await workers.run(ex.ping)
+            with workers.request():
+                await workers.answer(ex.ping)
         except StoreUnavailable as exc:
             log.warning("health: store unavailable: %s", _cause(exc))
             return Response(b'{"status":"unavailable"}', status_code=503, media_type="application/json")
@@ -510,6 +555,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
         lifespan=lifespan,
     )
     app.state.exchange = ex
+    app.state.workers = workers
     return app
 
 

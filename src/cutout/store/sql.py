@@ -18,6 +18,10 @@ cursor, SQL text written once, ``executemany`` with tuples): SQLAlchemy's statem
 cache look-ups and per-row parameter processing cost more than SQLite's own work there. Rows come back as
 named tuples with the columns the query named (``SELECT *`` where a table may grow columns), booleans as
 ``bool`` on both databases.
+
+On SQLite a call may be made inside ``Store.no_wait``: it then never waits for a lock (or for a pooled
+connection), and says so with ``WouldWait`` before it has changed anything; the API uses it to run a request
+that is alone on the event loop, without a hop to a worker thread (``cutout.api.app``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import threading
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
@@ -50,7 +55,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from cutout.audit.merkle import CompactRange, leaf_hash
-from cutout.errors import ConfigError, StoreUnavailable
+from cutout.errors import ConfigError, StoreUnavailable, WouldWait
 from cutout.settings import Settings
 from cutout.store import schema as s
 
@@ -119,6 +124,28 @@ def _sqlite_pragmas(synchronous: str, busy_timeout_ms: int) -> Any:
     return on_connect
 
 
+def _sqlite_engine(url: str, synchronous: str, wait_ms: int, size: int, overflow: int) -> Engine:
+    """An engine on the SQLite file: connections that wait ``wait_ms`` for a lock (0: not at all), a pool of
+    ``size`` (+ ``overflow``) that, without a wait, hands out a connection at once or not at all."""
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": wait_ms / 1000},
+        pool_size=size,
+        max_overflow=overflow,
+        pool_timeout=30 if wait_ms else 0,
+    )
+    event.listen(engine, "connect", _sqlite_pragmas(synchronous, wait_ms))
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # on the driver's connection, not through exec_driver_sql (a third of what opening a transaction
+        # cost); a lock not granted is the driver's error, which Store._reachable knows
+        mode = "IMMEDIATE" if conn.get_execution_options().get("cutout_write") else "DEFERRED"
+        conn.connection.dbapi_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
+
+    return engine
+
+
 class Store:
     """A handle on the database; cheap to share between threads."""
 
@@ -127,23 +154,19 @@ class Store:
         PostgreSQL row or advisory lock) before it gives up with StoreUnavailable."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        #: the database is a file this process opens itself: its calls wait on nothing but the disk, and for a
+        #: lock only where ``no_wait`` lets them give up instead (PostgreSQL's every statement is a round trip)
+        self.local = self.is_sqlite
         wait_ms = max(1, round(lock_timeout * 1000))
+        #: per thread: whether its calls may not wait (``no_wait``)
+        self._calls = threading.local()
+        #: the connection ``no_wait`` calls use: it gives up on a lock at once, and there is one (the event loop's
+        #: thread makes one call at a time; a call that would need a second gets WouldWait)
+        self._no_wait_engine: Engine | None = None
         try:
             if self.is_sqlite:
-                self.engine: Engine = create_engine(
-                    url,
-                    connect_args={"check_same_thread": False, "timeout": wait_ms / 1000},
-                    pool_size=8,
-                    max_overflow=8,
-                )
-                event.listen(self.engine, "connect", _sqlite_pragmas(sqlite_synchronous.upper(), wait_ms))
-
-                @event.listens_for(self.engine, "begin")
-                def _begin(conn: Connection) -> None:
-                    # on the driver's connection, not through exec_driver_sql (a third of what opening a
-                    # transaction cost); a lock not granted is the driver's error, which _reachable knows
-                    mode = "IMMEDIATE" if conn.get_execution_options().get("cutout_write") else "DEFERRED"
-                    conn.connection.dbapi_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
+                self.engine: Engine = _sqlite_engine(url, sqlite_synchronous.upper(), wait_ms, 8, 8)
+                self._no_wait_engine = _sqlite_engine(url, sqlite_synchronous.upper(), 0, 1, 0)
             else:
                 # pre-ping: after PostgreSQL restarts, a pooled connection is found dead on checkout and
                 # replaced, instead of failing the request that drew it
@@ -183,9 +206,37 @@ class Store:
             raise ConfigError(f"cannot reach the database: {exc.__cause__}") from exc
 
     @contextmanager
+    def no_wait(self) -> Iterator[None]:
+        """The calls this thread makes in the block never wait (SQLite only: see ``local``).
+
+        Its calls use a connection of their own that gives up on a lock at once: a transaction that finds the
+        write lock taken, a read that would wait, or a second connection asked for while that one is in use
+        raises ``WouldWait`` at once instead. That holds until a write transaction of the block
+        commits: from then on the block's call has changed something, and its later transactions wait as
+        usual. So a ``WouldWait`` always means that the call changed nothing durable, and the caller may run
+        the same call again where waiting is harmless (a worker thread)."""
+        if not self.local:
+            raise AssertionError("no_wait is for a store this process opens itself (SQLite)")
+        calls = self._calls
+        calls.no_wait = True
+        try:
+            yield
+        finally:
+            calls.no_wait = False
+
+    def _may_wait(self) -> bool:
+        return not getattr(self._calls, "no_wait", False)
+
+    def _engine(self) -> Engine:
+        """The engine this thread's calls use now."""
+        if self._no_wait_engine is not None and not self._may_wait():
+            return self._no_wait_engine
+        return self.engine
+
+    @contextmanager
     def write(self) -> Iterator[Tx]:
         """A write transaction, committed on leaving the block; one at a time per database."""
-        with self._reachable(), self.engine.connect() as conn:
+        with self._reachable(), self._engine().connect() as conn:
             conn.execution_options(cutout_write=True)
             with conn.begin():
                 if not self.is_sqlite:
@@ -193,10 +244,11 @@ class Store:
                 tx = Tx(conn, self.is_sqlite)
                 yield tx
                 tx.flush()  # before the commit; not reached when the block raised (then all is rolled back)
+        self._calls.no_wait = False  # committed: whatever the call does next, it must not be done twice
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        with self._reachable(), self.engine.connect() as conn, conn.begin():
+        with self._reachable(), self._engine().connect() as conn, conn.begin():
             yield Tx(conn, self.is_sqlite)
 
     def party_by_token(self, token_hash: str) -> Any | None:
@@ -205,7 +257,7 @@ class Store:
         a read transaction for it cost twice as much (an authentication on SQLite: 60 against 23-28 µs)."""
         sql = "SELECT * FROM parties WHERE token_hash = ?"
         with self._reachable():
-            conn = self.engine.raw_connection()
+            conn = self._engine().raw_connection()
             try:
                 cur = conn.cursor()
                 cur.execute(sql if self.is_sqlite else _format_style(sql), (token_hash,))
@@ -225,12 +277,18 @@ class Store:
         except self._unreachable as exc:
             if self.is_sqlite and not _sqlite_busy(exc):
                 raise  # a broken SQLite file or schema is a fault, not a wait
+            if not self._may_wait():
+                raise WouldWait("the database is locked") from exc
             raise StoreUnavailable("the exchange's database is unavailable; try again (resending is safe)") from exc
         except PoolTimeout as exc:
+            if not self._may_wait():
+                raise WouldWait("the connection that may not wait is in use") from exc
             raise StoreUnavailable("the exchange is overloaded; try again (resending is safe)") from exc
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._no_wait_engine is not None:
+            self._no_wait_engine.dispose()
 
 
 class Tx:
