@@ -175,6 +175,10 @@ class Latency:
     size_before: int
     wanted: int = 0
     note: str = ""
+    #: CPU seconds per counted sample, of the server process and of this process (the client), when every
+    #: sample was taken
+    server_cpu: float | None = None
+    client_cpu: float | None = None
 
     @property
     def p50(self) -> float:
@@ -208,10 +212,13 @@ def latency(
     samples: list[float] = []
     polls = 0
     deadline = time.perf_counter() + budget if budget else math.inf
+    cpu_start = (0.0, 0.0)
     with Budget(server, budget) as b:
         for i, body in enumerate(bodies):
             if time.perf_counter() >= deadline:
                 break
+            if i == warm_up:
+                cpu_start = (server.cpu(), time.process_time())
             after = _stamp(time.time())
             start = time.perf_counter()
             status = writer.add_objects(body)
@@ -230,13 +237,17 @@ def latency(
                 raise HarnessError(f"{server.name}: added_after={after} gave {got} objects, expected 1")
             if i >= warm_up:
                 samples.append(elapsed)
-    wanted = len(bodies) - warm_up
+        wanted = len(bodies) - warm_up
+        server_cpu = client_cpu = None
+        if samples and len(samples) == wanted:
+            server_cpu = (server.cpu() - cpu_start[0]) / wanted
+            client_cpu = (time.process_time() - cpu_start[1]) / wanted
     note = ""
     if len(samples) < wanted:
         note = f"{len(samples)} of {wanted} samples in the {budget:.0f} s budget"
         if not b.finished:
             note += f"; the server was stopped {time.perf_counter() - start:.0f} s into a sample"
-    return Latency(samples, polls, size_before, wanted, note)
+    return Latency(samples, polls, size_before, wanted, note, server_cpu, client_cpu)
 
 
 # -- fan-out -----------------------------------------------------------------------------------------------------

@@ -32,6 +32,10 @@ def _ms(v: float | None) -> str:
     return "—" if v is None else f"{v * 1000:,.1f} ms" if v < 10 else f"{v:,.1f} s"
 
 
+def _cpu_ms(v: float | None) -> str:
+    return "—" if v is None else f"{v * 1000:.2f}"
+
+
 def _mb(v: int | None) -> str:
     return "—" if v is None else f"{v / MB:,.0f} MB"
 
@@ -203,6 +207,21 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
                 "",
             )
         )
+    sampled = [get(k) for k in ("latency.empty.cutout", "latency.big.cutout", "latency.members.cutout")]
+    for who, what in (("server", "cutout serve"), ("client", "taxii2-client")):
+        per = [getattr(lat, f"{who}_cpu", None) if lat is not None else None for lat in sampled]
+        under = getattr(floor, f"{who}_cpu", None) if floor is not None else None
+        if any(x is not None for x in per):
+            rows.append(
+                Row(
+                    f"  {who} CPU per sample ({what}), the three cases above; against the floor's server",
+                    " / ".join(_cpu_ms(x) for x in per) + f" ms; {_cpu_ms(under)} ms",
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
     if commit is not None:
         rows.append(
             Row(

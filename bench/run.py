@@ -312,9 +312,12 @@ def _details(results: dict[str, Any]) -> str:
                 f" {cpu} | {v.note} |"
             )
         elif isinstance(v, measure.Latency):
+            cpu = ""
+            if v.server_cpu is not None and v.client_cpu is not None:
+                cpu = f"{v.server_cpu * 1000:.2f} ms / {v.client_cpu * 1000:.2f} ms per sample"
             lines.append(
                 f"| {key} | {len(v.samples)} samples at {v.size_before:,} | | p50 {v.p50 * 1000:.2f} ms,"
-                f" p99 {v.p99 * 1000:.2f} ms, max {max(v.samples) * 1000:.2f} ms | | | {v.polls} GETs |"
+                f" p99 {v.p99 * 1000:.2f} ms, max {max(v.samples) * 1000:.2f} ms | | {cpu} | {v.polls} GETs |"
             )
     for lat in results.get("latency.medallion.extra", []):
         lines.append(
@@ -401,7 +404,10 @@ project's; a MISS is reported, never enforced.
   that answers every request with a canned response without looking at it (uvicorn with httptools and
   uvloop, as `cutout serve` runs it): what taxii2-client, requests and loopback HTTP cost a sample before any
   server work. And one durable commit: a one-row transaction in SQLite (WAL, `synchronous=FULL`) on the same
-  file system, timed 300 times.
+  file system, timed 300 times. The **CPU per sample** rows divide the CPU time the server process (from
+  `/proc`) and the client (this process, `process_time`) spent over the counted samples by their number:
+  client and server take turns within a sample, so a p50 is roughly the two added (less what overlaps),
+  and what the client spends is beyond any server's reach.
 - **fan-out**: one provider, {s.fanout_consumers} consumers each under an agreement with delay 0; {s.fanout_objects:,}
   objects in envelopes of {s.fanout_per} → {s.fanout_objects * s.fanout_consumers:,} released copies, divided by the
   time of the POSTs (release is part of the POST). Two consumers' inboxes are checked afterwards. medallion has
