@@ -213,6 +213,8 @@ def latency(
     polls = 0
     deadline = time.perf_counter() + budget if budget else math.inf
     cpu_start = (0.0, 0.0)
+    wanted = len(bodies) - warm_up
+    server_cpu = client_cpu = None
     with Budget(server, budget) as b:
         for i, body in enumerate(bodies):
             if time.perf_counter() >= deadline:
@@ -237,9 +239,7 @@ def latency(
                 raise HarnessError(f"{server.name}: added_after={after} gave {got} objects, expected 1")
             if i >= warm_up:
                 samples.append(elapsed)
-        wanted = len(bodies) - warm_up
-        server_cpu = client_cpu = None
-        if samples and len(samples) == wanted:
+        if samples and len(samples) == wanted:  # not reached when the budget ran out mid-sample
             server_cpu = (server.cpu() - cpu_start[0]) / wanted
             client_cpu = (time.process_time() - cpu_start[1]) / wanted
     note = ""
