@@ -5,6 +5,9 @@ Real locks on real databases: SQLite's write lock held by another connection to 
 ``cutout serve`` on the same folder), and on PostgreSQL the write lock every node takes (an advisory lock) or
 a row every write changes, held by a stuck session. The row is met by a statement the store runs on the
 driver's cursor, whose errors the driver raises unwrapped; the write lock by the transaction's start.
+
+And on SQLite, the calls that may not wait (``Store.no_wait``, what a request alone runs on the event loop):
+refused at once by a lock, having changed nothing, and run again where they may wait.
 """
 
 from __future__ import annotations
