@@ -7,14 +7,21 @@ rewrite of its SQL (or a new store) is held to the same answers.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import orjson
+import psycopg
 import pytest
+from sqlalchemy import event
 
 from cutout.audit import audit_row
 from cutout.audit.merkle import CompactRange, leaf_hash
+from cutout.errors import StoreUnavailable
 from cutout.service import Exchange
 from cutout.store import Store, Tx, sql
 from cutout.store.sql import NewObject, PageQuery
+from tests.conftest import POSTGRES_URL
 
 T0 = 1_790_000_000_000_000  # µs
 
@@ -95,6 +102,32 @@ def test_a_party_by_token_outside_a_transaction(store: Store, party: int) -> Non
     with store.write() as tx:  # and nothing is left holding a transaction open
         tx.update_party(party, revoked=None)
     assert store.party_by_token("h" * 64).revoked is None  # type: ignore[union-attr]
+
+
+@pytest.mark.postgres
+def test_a_party_by_token_on_a_connection_the_server_drops_logs_no_traceback(
+    store: Store, party: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL ends the session between the pool's pre-ping and the statement (a restart at that moment):
+    the authentication is StoreUnavailable (the client resends), the dead connection is dropped instead of
+    being reset (SQLAlchemy logs a traceback for a reset that fails: an unhandled error in the node's log), and
+    the next authentication draws a live one."""
+    if store.is_sqlite:
+        pytest.skip("only a PostgreSQL server ends a session under the store")
+    store.party_by_token("h" * 64)  # a pooled connection exists
+
+    def end_session(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (dbapi_conn.info.backend_pid,))
+
+    event.listen(store.engine, "checkout", end_session)
+    try:
+        with caplog.at_level(logging.DEBUG), pytest.raises(StoreUnavailable):
+            store.party_by_token("h" * 64)
+    finally:
+        event.remove(store.engine, "checkout", end_session)
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert store.party_by_token("h" * 64) is not None
 
 
 def test_add_objects_dedupes_and_orders(store: Store, party: int, hashes: None) -> None:

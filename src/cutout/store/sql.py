@@ -264,6 +264,11 @@ class Store:
                 row = cur.fetchone()
                 make = _row_maker("parties", tuple(d[0] for d in cur.description), self.is_sqlite)
                 cur.close()
+            except BaseException:
+                # not given back to be reset: a connection the server dropped fails its rollback, which the pool
+                # logs with a traceback (SQLAlchemy's Connection does the same for its own statements)
+                conn.invalidate()
+                raise
             finally:
                 conn.close()  # back to the pool, which ends PostgreSQL's implicit transaction (rollback)
         return None if row is None else make(row)
