@@ -493,7 +493,7 @@ class Exchange:
     def can_refuse_to_wait(self) -> bool:
         """Whether calls can be made under :meth:`no_wait` (SQLite: the store waits for nothing but the disk
         and its own locks; PostgreSQL's every statement waits on the network)."""
-        return self.store.local
+        return self.store.is_sqlite
 
     def no_wait(self) -> AbstractContextManager[None]:
         """A block in which this thread's calls never wait for a lock: WouldWait instead, and then the call

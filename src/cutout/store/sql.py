@@ -154,9 +154,6 @@ class Store:
         PostgreSQL row or advisory lock) before it gives up with StoreUnavailable."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        #: the database is a file this process opens itself: its calls wait on nothing but the disk, and for a
-        #: lock only where ``no_wait`` lets them give up instead (PostgreSQL's every statement is a round trip)
-        self.local = self.is_sqlite
         wait_ms = max(1, round(lock_timeout * 1000))
         #: per thread: whether its calls may not wait (``no_wait``)
         self._calls = threading.local()
@@ -207,7 +204,9 @@ class Store:
 
     @contextmanager
     def no_wait(self) -> Iterator[None]:
-        """The calls this thread makes in the block never wait (SQLite only: see ``local``).
+        """The calls this thread makes in the block never wait (SQLite only: a file this process opens itself,
+        whose calls wait on nothing but the disk and, where this lets them give up instead, a lock; PostgreSQL's
+        every statement is a network round trip).
 
         Its calls use a connection of their own that gives up on a lock at once: a transaction that finds the
         write lock taken, a read that would wait, or a second connection asked for while that one is in use
@@ -215,7 +214,7 @@ class Store:
         commits: from then on the block's call has changed something, and its later transactions wait as
         usual. So a ``WouldWait`` always means that the call changed nothing durable, and the caller may run
         the same call again where waiting is harmless (a worker thread)."""
-        if not self.local:
+        if not self.is_sqlite:
             raise AssertionError("no_wait is for a store this process opens itself (SQLite)")
         calls = self._calls
         calls.no_wait = True
@@ -282,13 +281,13 @@ class Store:
         except self._unreachable as exc:
             if self.is_sqlite and not _sqlite_busy(exc):
                 raise  # a broken SQLite file or schema is a fault, not a wait
-            if not self._may_wait():
-                raise WouldWait("the database is locked") from exc
-            raise StoreUnavailable("the exchange's database is unavailable; try again (resending is safe)") from exc
+            # the client's words either way (a WouldWait is caught before it reaches one); the driver's stay in
+            # the exception chain
+            gone = WouldWait if not self._may_wait() else StoreUnavailable
+            raise gone("the exchange's database is unavailable; try again (resending is safe)") from exc
         except PoolTimeout as exc:
-            if not self._may_wait():
-                raise WouldWait("the connection that may not wait is in use") from exc
-            raise StoreUnavailable("the exchange is overloaded; try again (resending is safe)") from exc
+            busy = WouldWait if not self._may_wait() else StoreUnavailable
+            raise busy("the exchange is overloaded; try again (resending is safe)") from exc
 
     def close(self) -> None:
         self.engine.dispose()
