@@ -343,9 +343,9 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
 
         async def endpoint(request: Request) -> Response:
             with workers.request():
-                return await answer(request)
+                return await respond(request)
 
-        async def answer(request: Request) -> Response:
+        async def respond(request: Request) -> Response:
             try:
                 if take_body is None or request.method != "POST":
                     return await workers.answer(run, request)
