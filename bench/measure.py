@@ -260,3 +260,92 @@ def fanout(server: CutoutServer, objects: Sequence[dict[str, Any]], per: int) ->
         if n != len(objects):
             raise HarnessError(f"fan-out: {who.name} received {n} of {len(objects)} objects")
     return Timed(copies, timed.seconds, timed.peak_rss, extra={**timed.extra, "objects": len(objects)})
+
+
+# -- a poll during a burst ---------------------------------------------------------------------------------------
+@dataclass
+class Burst:
+    """A consumer's polls with the exchange idle (``quiet``) and while the provider POSTs envelope after
+    envelope (``busy``); ``ingested`` objects were acknowledged over the ``seconds`` the busy polls took."""
+
+    quiet: Latency
+    busy: Latency
+    ingested: int
+    seconds: float
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.ingested / self.seconds if self.seconds > 0 else 0.0
+
+
+def poll_during_burst(
+    server: CutoutServer, objects: Sequence[dict[str, Any]], per: int, polls: int, gap: float = 0.01
+) -> Burst:
+    """The same poll (``added_after`` a moment before the first envelope, ``limit=10``: the same ten objects
+    each time) ``polls`` times with nothing else going on, then as often again while a second client, a thread
+    of this process sending envelopes of ``per`` serialised beforehand, keeps the provider's collection busy.
+    One poll every ``gap`` seconds. The provider's thread spends its time waiting for the server's answers,
+    so it hardly competes with the polls for this process's interpreter."""
+    bodies = envelopes(objects, per)
+    if len(bodies) < 2 or per < 10:
+        raise HarnessError("a burst needs at least two envelopes of at least ten objects")
+    writer, reader = server.writer(server.provider), server.reader(server.consumer)
+    since = _stamp(time.time() - 1)
+    first = writer.add_objects(bodies[0])
+    if first.status != "complete" or first.success_count != min(per, len(objects)):
+        raise HarnessError(f"{server.name} did not store the first envelope of the burst: {first.status}")
+
+    def poll() -> float:
+        start = time.perf_counter()
+        got = len(reader.get_objects(added_after=since, limit=10).get("objects", ()))
+        took = time.perf_counter() - start
+        if got != 10:
+            raise HarnessError(f"{server.name}: a poll for ten objects gave {got}")
+        return took
+
+    for _ in range(3):  # unrecorded, as in the latency loop
+        poll()
+    quiet: list[float] = []
+    for _ in range(polls):
+        quiet.append(poll())
+        time.sleep(gap)
+
+    stored = 0
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def provider() -> None:
+        nonlocal stored
+        try:
+            for body in bodies[1:]:
+                if stop.is_set():
+                    return
+                status = writer.add_objects(body)
+                if status.status != "complete":
+                    raise HarnessError(f"{server.name} did not store an envelope of the burst: {status.status}")
+                stored += status.success_count
+        except BaseException as e:  # handed to the measuring thread, which raises it
+            failed.append(e)
+
+    thread = threading.Thread(target=provider, name="burst-provider", daemon=True)
+    thread.start()
+    try:
+        while stored == 0 and thread.is_alive():  # the burst is under way: one envelope through
+            time.sleep(0.001)
+        start_stored, start = stored, time.perf_counter()
+        busy: list[float] = []
+        while len(busy) < polls and thread.is_alive():
+            busy.append(poll())
+            time.sleep(gap)
+        seconds, ingested = time.perf_counter() - start, stored - start_stored
+        ran_out = not thread.is_alive()
+    finally:
+        stop.set()
+        thread.join()
+    if failed:
+        raise failed[0]
+    note = f"the burst ended after {len(busy)} of {polls} polls" if ran_out else ""
+    lat_quiet = Latency(quiet, len(quiet), len(objects[:per]), polls)
+    lat_busy = Latency(busy, len(busy), len(objects[:per]), polls, note)
+    return Burst(lat_quiet, lat_busy, ingested, seconds, note)

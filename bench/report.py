@@ -248,6 +248,26 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
     for size, why in r.get("latency.medallion.skipped", []):
         rows.append(Row(f"  medallion latency at {size:,} objects", "", why, "", "", ""))
 
+    idle, busy, burst = get("poll.idle.cutout"), get("poll.burst.cutout"), get("poll.burst.ingest")
+    if busy is not None:
+
+        def p50_p99(lat: Any) -> str:
+            return f"{_ms(lat.p50)} / {_ms(lat.p99)}" if lat is not None and lat.samples else "—"
+
+        rows.append(
+            Row(
+                f"a consumer's poll (ten objects) while the provider POSTs {sizes.burst_per:,}-object envelopes,"
+                " p50 / p99",
+                p50_p99(busy) + (f" ({busy.note})" if busy.note else ""),
+                "not measured (one poll of it grows with the collection: above)",
+                "",
+                "",
+                "",
+            )
+        )
+        rows.append(Row("  the same poll with the exchange idle, p50 / p99", p50_p99(idle), "", "", "", ""))
+        rows.append(Row("  the provider's ingest during those polls", _rate(burst.rate), "", "", "", ""))
+
     fan = get("fanout.cutout")
     rows.append(
         Row(

@@ -70,6 +70,11 @@ class Sizes:
         (2_000, 30, 0, 120.0),
         (10_000, 20, 0, 120.0),
     )
+    # a consumer's poll (ten objects) every 10 ms, this many times with the exchange idle and as many while the
+    # provider POSTs envelopes of burst_per from the first burst_objects of the workload (enough to outlast them)
+    burst_polls: int = 300
+    burst_objects: int = 50_000
+    burst_per: int = 1000
     fanout_consumers: int = 100
     fanout_objects: int = 1000
     fanout_per: int = 100
@@ -88,6 +93,9 @@ SMOKE = Sizes(
     latency_samples=10,
     members=(20, 2),
     medallion_latency=((0, 10, 3, 30.0), (100, 5, 0, 30.0), (200, 5, 0, 30.0)),
+    burst_polls=5,
+    burst_objects=2000,
+    burst_per=100,
     fanout_consumers=5,
     fanout_objects=100,
     fanout_per=50,
@@ -248,6 +256,16 @@ class Run:
             self._check_log(c)
         self.results["latency.members.cutout"] = lat
         log(f"  p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms")
+        with CutoutServer() as c:
+            log(f"cutout (pid {c.pid}): a consumer's poll, idle and during a burst of {s.burst_per:,}-object envelopes")
+            burst = measure.poll_during_burst(c, self.objects(s.burst_objects), s.burst_per, s.burst_polls)
+            self._check_log(c)
+        self.results["poll.idle.cutout"] = burst.quiet
+        self.results["poll.burst.cutout"] = burst.busy
+        self.results["poll.burst.ingest"] = burst
+        for name, lat in (("idle", burst.quiet), ("burst", burst.busy)):
+            log(f"  {name}: p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms {lat.note}")
+        log(f"  the provider's ingest during the burst: {burst.rate:,.0f} objects/s")
         if not self.peer:
             return
         found: list[measure.Latency] = []
@@ -408,6 +426,11 @@ project's; a MISS is reported, never enforced.
   `/proc`) and the client (this process, `process_time`) spent over the counted samples by their number:
   client and server take turns within a sample, so a p50 is roughly the two added (less what overlaps),
   and what the client spends is beyond any server's reach.
+- **a poll during a burst**: the consumer GETs `objects/?added_after=T&limit=10` (the same ten objects
+  each time) every 10 ms, {s.burst_polls} times on an otherwise idle server holding {s.burst_per:,} objects, then
+  {s.burst_polls} times while the provider POSTs envelopes of {s.burst_per:,} (up to {s.burst_objects:,} objects,
+  from a thread of the harness) one after another. Only cutout: medallion's poll is already the slow part of
+  its latency above.
 - **fan-out**: one provider, {s.fanout_consumers} consumers each under an agreement with delay 0; {s.fanout_objects:,}
   objects in envelopes of {s.fanout_per} → {s.fanout_objects * s.fanout_consumers:,} released copies, divided by the
   time of the POSTs (release is part of the POST). Two consumers' inboxes are checked afterwards. medallion has
