@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,3 +101,37 @@ def test_workers_run_at_most_their_number_at_once_and_start_again_after_closing(
         workers.close()
 
     asyncio.run(main())
+
+
+def test_serve_hands_the_interpreter_over_often(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cutout serve`` shortens the GIL's switch interval before uvicorn starts (see
+    ``serving.hand_over_often``): with Python's 5 ms a poll answered during a large submission waits up to
+    that long each of the dozen times it needs the interpreter back."""
+    import uvicorn
+    from click.testing import CliRunner
+
+    from cutout.cli.main import main
+
+    for key in ("CUTOUT_DATA", "CUTOUT_DATABASE_URL", "CUTOUT_HOST", "CUTOUT_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    seen: dict[str, Any] = {}
+
+    def run(self: uvicorn.Server, *args: Any, **kwargs: Any) -> None:
+        seen["interval"] = sys.getswitchinterval()
+        seen["loop"] = self.config.loop
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    monkeypatch.setattr(serving, "keep_freed_heap", lambda: seen.setdefault("heap", True))
+    data = str(tmp_path / "broker")
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", "--data", data, "--name", "Serve Test"]).exit_code == 0
+    before = sys.getswitchinterval()
+    assert before == pytest.approx(0.005)  # Python's default: the test would show nothing otherwise
+    try:
+        result = runner.invoke(main, ["serve", "--data", data, "--port", "8799"])
+    finally:
+        sys.setswitchinterval(before)
+    assert result.exit_code == 0, result.output
+    assert seen["interval"] == pytest.approx(serving.SWITCH_INTERVAL)
+    assert serving.SWITCH_INTERVAL <= 0.001
+    assert seen["heap"] is True and seen["loop"] in ("uvloop", "auto")
