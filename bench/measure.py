@@ -265,14 +265,16 @@ def fanout(server: CutoutServer, objects: Sequence[dict[str, Any]], per: int) ->
 # -- a poll during a burst ---------------------------------------------------------------------------------------
 @dataclass
 class Burst:
-    """A consumer's polls with the exchange idle (``quiet``) and while the provider POSTs envelope after
-    envelope (``busy``); ``ingested`` objects were acknowledged over the ``seconds`` the busy polls took."""
+    """A consumer's polls and a second provider's one-object POSTs, with the exchange idle and while the
+    provider POSTs envelope after envelope; ``ingested`` objects were acknowledged over the ``seconds`` the
+    burst was measured."""
 
-    quiet: Latency
-    busy: Latency
+    polls_idle: Latency
+    polls_busy: Latency
+    posts_idle: Latency
+    posts_busy: Latency
     ingested: int
     seconds: float
-    note: str = ""
 
     @property
     def rate(self) -> float:
@@ -280,17 +282,32 @@ class Burst:
 
 
 def poll_during_burst(
-    server: CutoutServer, objects: Sequence[dict[str, Any]], per: int, polls: int, gap: float = 0.01
+    server: CutoutServer,
+    objects: Sequence[dict[str, Any]],
+    per: int,
+    polls: int,
+    singles: Sequence[dict[str, Any]],
+    gap: float = 0.01,
+    post_gap: float = 0.05,
 ) -> Burst:
-    """The same poll (``added_after`` a moment before the first envelope, ``limit=10``: the same ten objects
-    each time) ``polls`` times with nothing else going on, then as often again while a second client, a thread
-    of this process sending envelopes of ``per`` serialised beforehand, keeps the provider's collection busy.
-    One poll every ``gap`` seconds. The provider's thread spends its time waiting for the server's answers,
-    so it hardly competes with the polls for this process's interpreter."""
+    """Two things a time-critical party does, each first with nothing else going on and then while a bulk
+    provider keeps the exchange busy (a thread of this process sending envelopes of ``per``, serialised
+    beforehand, one after another):
+
+    - the consumer's poll: ``added_after`` a moment before the first envelope, ``limit=10`` (the same ten
+      objects each time), ``polls`` times, one every ``gap`` seconds;
+    - a one-object POST (``singles``, one each), acknowledged stored and released: every ``post_gap`` seconds.
+
+    The bulk provider's thread spends its time waiting for the server's answers, so it hardly competes with
+    the measuring thread for this process's interpreter."""
     bodies = envelopes(objects, per)
     if len(bodies) < 2 or per < 10:
         raise HarnessError("a burst needs at least two envelopes of at least ten objects")
+    half = len(singles) // 2
+    if half < 1:
+        raise HarnessError("a burst needs at least two single objects")
     writer, reader = server.writer(server.provider), server.reader(server.consumer)
+    urgent = server.writer(server.provider)  # a connection of its own
     since = _stamp(time.time() - 1)
     first = writer.add_objects(bodies[0])
     if first.status != "complete" or first.success_count != min(per, len(objects)):
@@ -302,14 +319,22 @@ def poll_during_burst(
         took = time.perf_counter() - start
         if got != 10:
             raise HarnessError(f"{server.name}: a poll for ten objects gave {got}")
+        time.sleep(gap)
+        return took
+
+    def post(obj: dict[str, Any]) -> float:
+        start = time.perf_counter()
+        status = urgent.add_objects(orjson.dumps({"objects": [obj]}))
+        took = time.perf_counter() - start
+        if status.status != "complete" or status.success_count != 1:
+            raise HarnessError(f"{server.name} refused a one-object envelope: {status.status}")
+        time.sleep(post_gap)
         return took
 
     for _ in range(3):  # unrecorded, as in the latency loop
         poll()
-    quiet: list[float] = []
-    for _ in range(polls):
-        quiet.append(poll())
-        time.sleep(gap)
+    polls_idle = [poll() for _ in range(polls)]
+    posts_idle = [post(o) for o in singles[:half]]
 
     stored = 0
     stop = threading.Event()
@@ -329,15 +354,19 @@ def poll_during_burst(
             failed.append(e)
 
     thread = threading.Thread(target=provider, name="burst-provider", daemon=True)
+    polls_busy: list[float] = []
+    posts_busy: list[float] = []
     thread.start()
     try:
         while stored == 0 and thread.is_alive():  # the burst is under way: one envelope through
             time.sleep(0.001)
         start_stored, start = stored, time.perf_counter()
-        busy: list[float] = []
-        while len(busy) < polls and thread.is_alive():
-            busy.append(poll())
-            time.sleep(gap)
+        while len(polls_busy) < polls and thread.is_alive():
+            polls_busy.append(poll())
+        for obj in singles[half : 2 * half]:
+            if not thread.is_alive():
+                break
+            posts_busy.append(post(obj))
         seconds, ingested = time.perf_counter() - start, stored - start_stored
         ran_out = not thread.is_alive()
     finally:
@@ -345,7 +374,15 @@ def poll_during_burst(
         thread.join()
     if failed:
         raise failed[0]
-    note = f"the burst ended after {len(busy)} of {polls} polls" if ran_out else ""
-    lat_quiet = Latency(quiet, len(quiet), len(objects[:per]), polls)
-    lat_busy = Latency(busy, len(busy), len(objects[:per]), polls, note)
-    return Burst(lat_quiet, lat_busy, ingested, seconds, note)
+
+    def ended(taken: list[float], wanted: int) -> str:
+        return f"the burst ended after {len(taken)} of {wanted}" if ran_out and len(taken) < wanted else ""
+
+    return Burst(
+        Latency(polls_idle, polls, per, polls),
+        Latency(polls_busy, len(polls_busy), per, polls, ended(polls_busy, polls)),
+        Latency(posts_idle, 0, per, half),
+        Latency(posts_busy, 0, per, half, ended(posts_busy, half)),
+        ingested,
+        seconds,
+    )

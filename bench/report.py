@@ -248,25 +248,30 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
     for size, why in r.get("latency.medallion.skipped", []):
         rows.append(Row(f"  medallion latency at {size:,} objects", "", why, "", "", ""))
 
-    idle, busy, burst = get("poll.idle.cutout"), get("poll.burst.cutout"), get("poll.burst.ingest")
-    if busy is not None:
+    burst = get("burst.cutout")
+    if burst is not None:
 
         def p50_p99(lat: Any) -> str:
-            return f"{_ms(lat.p50)} / {_ms(lat.p99)}" if lat is not None and lat.samples else "—"
+            text = f"{_ms(lat.p50)} / {_ms(lat.p99)}" if lat.samples else "—"
+            return text + (f" ({lat.note})" if lat.note else "")
 
-        rows.append(
-            Row(
-                f"a consumer's poll (ten objects) while the provider POSTs {sizes.burst_per:,}-object envelopes,"
-                " p50 / p99",
-                p50_p99(busy) + (f" ({busy.note})" if busy.note else ""),
-                "not measured (one poll of it grows with the collection: above)",
-                "",
-                "",
-                "",
+        per = f"{sizes.burst_per:,}"
+        for what, busy, idle in (
+            ("a consumer's poll (ten objects)", burst.polls_busy, burst.polls_idle),
+            ("a one-object POST (until acknowledged)", burst.posts_busy, burst.posts_idle),
+        ):
+            rows.append(
+                Row(
+                    f"{what} while the provider POSTs {per}-object envelopes, p50 / p99",
+                    p50_p99(busy),
+                    "not measured (its poll alone grows with the collection: above)",
+                    "",
+                    "",
+                    "",
+                )
             )
-        )
-        rows.append(Row("  the same poll with the exchange idle, p50 / p99", p50_p99(idle), "", "", "", ""))
-        rows.append(Row("  the provider's ingest during those polls", _rate(burst.rate), "", "", "", ""))
+            rows.append(Row("  the same with the exchange idle, p50 / p99", p50_p99(idle), "", "", "", ""))
+        rows.append(Row("  the provider's ingest during the burst", _rate(burst.rate), "", "", "", ""))
 
     fan = get("fanout.cutout")
     rows.append(

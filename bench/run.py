@@ -70,10 +70,12 @@ class Sizes:
         (2_000, 30, 0, 120.0),
         (10_000, 20, 0, 120.0),
     )
-    # a consumer's poll (ten objects) every 10 ms, this many times with the exchange idle and as many while the
-    # provider POSTs envelopes of burst_per from the first burst_objects of the workload (enough to outlast them)
-    burst_polls: int = 300
-    burst_objects: int = 50_000
+    # a consumer's poll (ten objects) every 10 ms, this many times, and a one-object POST every 50 ms, this many
+    # times, first with the exchange idle and then while the provider POSTs envelopes of burst_per from the
+    # first burst_objects of the workload (enough to outlast the samples)
+    burst_polls: int = 200
+    burst_posts: int = 30
+    burst_objects: int = 90_000
     burst_per: int = 1000
     fanout_consumers: int = 100
     fanout_objects: int = 1000
@@ -94,6 +96,7 @@ SMOKE = Sizes(
     members=(20, 2),
     medallion_latency=((0, 10, 3, 30.0), (100, 5, 0, 30.0), (200, 5, 0, 30.0)),
     burst_polls=5,
+    burst_posts=3,
     burst_objects=2000,
     burst_per=100,
     fanout_consumers=5,
@@ -257,13 +260,17 @@ class Run:
         self.results["latency.members.cutout"] = lat
         log(f"  p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms")
         with CutoutServer() as c:
-            log(f"cutout (pid {c.pid}): a consumer's poll, idle and during a burst of {s.burst_per:,}-object envelopes")
-            burst = measure.poll_during_burst(c, self.objects(s.burst_objects), s.burst_per, s.burst_polls)
+            log(f"cutout (pid {c.pid}): polls and one-object POSTs, idle and during a burst of {s.burst_per:,}")
+            objects, singles = self.objects(s.burst_objects), self.singles(c, 2 * s.burst_posts)
+            burst = measure.poll_during_burst(c, objects, s.burst_per, s.burst_polls, singles)
             self._check_log(c)
-        self.results["poll.idle.cutout"] = burst.quiet
-        self.results["poll.burst.cutout"] = burst.busy
-        self.results["poll.burst.ingest"] = burst
-        for name, lat in (("idle", burst.quiet), ("burst", burst.busy)):
+        self.results["burst.cutout"] = burst
+        for name, lat in (
+            ("poll, idle", burst.polls_idle),
+            ("poll, burst", burst.polls_busy),
+            ("one-object POST, idle", burst.posts_idle),
+            ("one-object POST, burst", burst.posts_busy),
+        ):
             log(f"  {name}: p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms {lat.note}")
         log(f"  the provider's ingest during the burst: {burst.rate:,.0f} objects/s")
         if not self.peer:
@@ -337,6 +344,20 @@ def _details(results: dict[str, Any]) -> str:
                 f"| {key} | {len(v.samples)} samples at {v.size_before:,} | | p50 {v.p50 * 1000:.2f} ms,"
                 f" p99 {v.p99 * 1000:.2f} ms, max {max(v.samples) * 1000:.2f} ms | | {cpu} | {v.polls} GETs |"
             )
+        elif isinstance(v, measure.Burst):
+            for name, lat in (
+                ("polls, idle", v.polls_idle),
+                ("polls, burst", v.polls_busy),
+                ("one-object POSTs, idle", v.posts_idle),
+                ("one-object POSTs, burst", v.posts_busy),
+            ):
+                spread = "—"
+                if lat.samples:
+                    ms = [x * 1000 for x in (lat.p50, lat.p99, max(lat.samples))]
+                    spread = "p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms".format(*ms)
+                lines.append(f"| {key}: {name} | {len(lat.samples)} samples | | {spread} | | | {lat.note} |")
+            meanwhile = f"{v.ingested:,} | {v.seconds:.2f} | {v.rate:,.0f}/s"
+            lines.append(f"| {key}: the provider's envelopes meanwhile | {meanwhile} | | | |")
     for lat in results.get("latency.medallion.extra", []):
         lines.append(
             f"| latency.medallion at {lat.size_before:,} | {len(lat.samples)} samples | | p50 {lat.p50 * 1000:.2f}"
@@ -426,11 +447,12 @@ project's; a MISS is reported, never enforced.
   `/proc`) and the client (this process, `process_time`) spent over the counted samples by their number:
   client and server take turns within a sample, so a p50 is roughly the two added (less what overlaps),
   and what the client spends is beyond any server's reach.
-- **a poll during a burst**: the consumer GETs `objects/?added_after=T&limit=10` (the same ten objects
-  each time) every 10 ms, {s.burst_polls} times on an otherwise idle server holding {s.burst_per:,} objects, then
-  {s.burst_polls} times while the provider POSTs envelopes of {s.burst_per:,} (up to {s.burst_objects:,} objects,
-  from a thread of the harness) one after another. Only cutout: medallion's poll is already the slow part of
-  its latency above.
+- **during a burst**: on a server holding {s.burst_per:,} objects, the consumer GETs
+  `objects/?added_after=T&limit=10` (the same ten objects each time) every 10 ms, {s.burst_polls} times, then
+  a one-object POST (on a connection of its own) is sent every 50 ms, {s.burst_posts} times, its time being until
+  it is acknowledged (stored and released); all of it first on the idle server and then while the provider
+  POSTs envelopes of {s.burst_per:,} one after another (from a thread of the harness, up to {s.burst_objects:,}
+  objects). Only cutout: medallion's poll is already the slow part of its latency above.
 - **fan-out**: one provider, {s.fanout_consumers} consumers each under an agreement with delay 0; {s.fanout_objects:,}
   objects in envelopes of {s.fanout_per} → {s.fanout_objects * s.fanout_consumers:,} released copies, divided by the
   time of the POSTs (release is part of the POST). Two consumers' inboxes are checked afterwards. medallion has
