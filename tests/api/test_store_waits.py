@@ -237,6 +237,76 @@ def test_a_call_that_may_not_wait_takes_no_connection_it_would_have_to_wait_for(
         assert tx.get_meta("identity") is not None
 
 
+@contextmanager
+def _writing_in_another_thread(ex: Exchange) -> Iterator[None]:
+    """Another thread of this process is inside a write transaction of the same store for the block."""
+    inside, leave = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with ex.store.write() as tx:
+            tx.add_status(str(uuid.uuid4()), 1, 0, b"{}")
+            inside.set()
+            leave.wait(30)
+
+    holder = threading.Thread(target=write)
+    holder.start()
+    try:
+        assert inside.wait(10)
+        yield
+    finally:
+        leave.set()
+        holder.join(30)
+    assert not holder.is_alive()
+
+
+def test_writers_of_one_process_take_turns_instead_of_polling_sqlites_lock(
+    patient: tuple[Exchange, Settings],
+) -> None:
+    """A second writer of the process waits for its turn without a connection (not in SQLite's busy handler,
+    which sleeps and tries again), and is in the moment the first one's transaction ends."""
+    ex, _ = patient
+    done = threading.Event()
+    status_id = str(uuid.uuid4())
+
+    def second() -> None:
+        with ex.store.write() as tx:
+            tx.add_status(status_id, 1, 0, b"{}")
+        done.set()
+
+    with _writing_in_another_thread(ex):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        for _ in range(50):  # give it every chance to take a connection, had it one to take
+            if done.is_set():
+                break
+            time.sleep(0.01)
+        assert not done.is_set()
+        assert ex.store.engine.pool.checkedout() == 1  # the holder's: the waiter has none
+    assert done.wait(10)
+    waiter.join(10)
+    with ex.store.read() as tx:
+        assert tx.status(status_id, 1) == b"{}"
+
+
+def test_a_writer_waits_for_its_turn_at_most_lock_timeout(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "sqlite")  # lock_timeout WAIT
+    Exchange.init(settings, "Waiting Exchange")
+    ex = Exchange.open(settings)
+    status_id = str(uuid.uuid4())
+    try:
+        with _writing_in_another_thread(ex):
+            with pytest.raises(StoreUnavailable) as caught, ex.store.write() as tx:
+                tx.add_status(status_id, 1, 0, b"{}")
+            assert not isinstance(caught.value, WouldWait)
+            assert "try again" in caught.value.message
+            with ex.no_wait(), pytest.raises(WouldWait), ex.store.write() as tx:  # at once, not after WAIT
+                tx.add_status(status_id, 1, 0, b"{}")
+        with ex.store.write() as tx:  # the turn is free again
+            tx.add_status(status_id, 1, 0, b"{}")
+    finally:
+        ex.close()
+
+
 @pytest.mark.postgres
 def test_postgres_calls_always_may_wait(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "postgres")

@@ -154,6 +154,10 @@ class Store:
         PostgreSQL row or advisory lock) before it gives up with StoreUnavailable."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.lock_timeout = lock_timeout
+        #: SQLite: this process's writers take turns here before they ask SQLite for its write lock (see
+        #: ``_write_turn``); PostgreSQL's advisory lock queues its waiters itself
+        self._writer = threading.Lock() if self.is_sqlite else None
         wait_ms = max(1, round(lock_timeout * 1000))
         #: per thread: whether its calls may not wait (``no_wait``)
         self._calls = threading.local()
@@ -233,9 +237,34 @@ class Store:
         return self.engine
 
     @contextmanager
+    def _write_turn(self) -> Iterator[None]:
+        """On SQLite, this process's turn to write: its writers wait for each other here, and the next one is
+        woken the moment the last one's transaction ends.
+
+        SQLite gives a waiting writer no turn: its busy handler sleeps (1, 2, 5 ... up to 100 ms) and tries
+        again, so a writer behind a long transaction (a large envelope) found the lock free only when its
+        sleep happened to end in the gap before the next one, and the database stood idle meanwhile. Writers
+        in other processes (the CLI, a second ``cutout serve`` on the same folder) still meet SQLite's lock
+        and its busy handler, after this turn. A call that may not wait (``no_wait``) gets ``WouldWait`` if the
+        turn is taken; one that may waits up to ``lock_timeout`` and then gets ``StoreUnavailable``."""
+        writer = self._writer
+        if writer is None:
+            yield
+            return
+        if self._may_wait():
+            if not writer.acquire(timeout=self.lock_timeout):
+                raise StoreUnavailable("the exchange's database is unavailable; try again (resending is safe)")
+        elif not writer.acquire(blocking=False):
+            raise WouldWait("the exchange's database is unavailable; try again (resending is safe)")
+        try:
+            yield
+        finally:
+            writer.release()
+
+    @contextmanager
     def write(self) -> Iterator[Tx]:
         """A write transaction, committed on leaving the block; one at a time per database."""
-        with self._reachable(), self._engine().connect() as conn:
+        with self._write_turn(), self._reachable(), self._engine().connect() as conn:
             conn.execution_options(cutout_write=True)
             with conn.begin():
                 if not self.is_sqlite:
