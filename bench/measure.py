@@ -262,7 +262,7 @@ def fanout(server: CutoutServer, objects: Sequence[dict[str, Any]], per: int) ->
     return Timed(copies, timed.seconds, timed.peak_rss, extra={**timed.extra, "objects": len(objects)})
 
 
-# -- a poll during a burst ---------------------------------------------------------------------------------------
+# -- during a burst -----------------------------------------------------------------------------------------------
 @dataclass
 class Burst:
     """A consumer's polls and a second provider's one-object POSTs, with the exchange idle and while the
@@ -281,7 +281,7 @@ class Burst:
         return self.ingested / self.seconds if self.seconds > 0 else 0.0
 
 
-def poll_during_burst(
+def during_burst(
     server: CutoutServer,
     objects: Sequence[dict[str, Any]],
     per: int,

@@ -262,7 +262,7 @@ class Run:
         with CutoutServer() as c:
             log(f"cutout (pid {c.pid}): polls and one-object POSTs, idle and during a burst of {s.burst_per:,}")
             objects, singles = self.objects(s.burst_objects), self.singles(c, 2 * s.burst_posts)
-            burst = measure.poll_during_burst(c, objects, s.burst_per, s.burst_polls, singles)
+            burst = measure.during_burst(c, objects, s.burst_per, s.burst_polls, singles)
             self._check_log(c)
         self.results["burst.cutout"] = burst
         for name, lat in (

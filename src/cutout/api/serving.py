@@ -56,10 +56,10 @@ def hand_over_often(interval: float = SWITCH_INTERVAL) -> None:
     holding the GIL. A poll answered meanwhile needs the GIL a dozen times (the event loop reads it, hands it
     to a worker thread, each SQLite call gives the GIL up and takes it back, the answer goes back to the
     loop and out), and with Python's default each time can wait up to 5 ms. In the benchmark's burst
-    (bench/measure.py, ``poll_during_burst``) a ten-object poll while the provider sent 1,000-object
-    envelopes took 38-39 ms at p90 and 50-56 ms at p99 with 5 ms, 9-10 ms and 13-15 ms with 0.5 ms, the
-    provider's rate unchanged. A thread that nobody waits for is never interrupted, so a server serving one
-    request at a time is unchanged.
+    (bench/measure.py, ``during_burst``) a ten-object poll while the provider sent 1,000-object envelopes
+    took 38-40 ms at p90 and 50-56 ms at p99 with 5 ms, 9-10 ms and 13-15 ms with 0.5 ms, the provider's
+    rate unchanged (five alternating pairs; docs/benchmarks.md, the seventh round). A thread that nobody
+    waits for is never interrupted, so a server serving one request at a time is unchanged.
     """
     sys.setswitchinterval(interval)
 
