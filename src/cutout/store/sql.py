@@ -146,6 +146,10 @@ def _sqlite_engine(url: str, synchronous: str, wait_ms: int, size: int, overflow
     return engine
 
 
+#: what a client hears when the database is out of reach or a lock (or this process's write turn) was not had
+_UNAVAILABLE = "the exchange's database is unavailable; try again (resending is safe)"
+
+
 class Store:
     """A handle on the database; cheap to share between threads."""
 
@@ -253,9 +257,9 @@ class Store:
             return
         if self._may_wait():
             if not writer.acquire(timeout=self.lock_timeout):
-                raise StoreUnavailable("the exchange's database is unavailable; try again (resending is safe)")
+                raise StoreUnavailable(_UNAVAILABLE)
         elif not writer.acquire(blocking=False):
-            raise WouldWait("the exchange's database is unavailable; try again (resending is safe)")
+            raise WouldWait(_UNAVAILABLE)
         try:
             yield
         finally:
@@ -313,7 +317,7 @@ class Store:
             # the client's words either way (a WouldWait is caught before it reaches one); the driver's stay in
             # the exception chain
             gone = WouldWait if not self._may_wait() else StoreUnavailable
-            raise gone("the exchange's database is unavailable; try again (resending is safe)") from exc
+            raise gone(_UNAVAILABLE) from exc
         except PoolTimeout as exc:
             busy = WouldWait if not self._may_wait() else StoreUnavailable
             raise busy("the exchange is overloaded; try again (resending is safe)") from exc
