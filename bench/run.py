@@ -42,6 +42,7 @@ from bench.servers import (
     stop_all,
 )
 from bench.workload import Workload, check_with_stix2, mean_size
+from cutout.settings import SQLITE_PAGE_SIZE
 
 GROUPS = ("machine", "ingest", "fetch", "latency", "fanout")
 #: what follows this line in the report is written by hand, and kept when the figures above it are rewritten
@@ -409,10 +410,10 @@ project's; a MISS is reported, never enforced.
   dicts shaped like the `stix2` library's output, and every run parses a sample of them with `stix2.parse`
   (strict, STIX 2.1).
 - **cutout**: a broker made with the library, served by `cutout serve` with its defaults (SQLite, WAL,
-  `synchronous=FULL`: an acknowledged envelope is on disk). The provider POSTs to its `outbox`; one consumer
-  holds an agreement (all types, up to TLP:AMBER, delay 0), so every object is validated, stored, sanitized
-  for that consumer and released into its `inbox` before the POST is answered. Fetch and latency read that
-  `inbox`.
+  `synchronous=FULL`: an acknowledged envelope is on disk; pages of {SQLITE_PAGE_SIZE // 1024} KiB). The provider
+  POSTs to its `outbox`; one consumer holds an agreement (all types, up to TLP:AMBER, delay 0), so every
+  object is validated, stored, sanitized for that consumer and released into its `inbox` before the POST is
+  answered. Fetch and latency read that `inbox`.
 - **medallion**: `.venv-medallion/bin/medallion` with the memory backend and the configuration of the peer
   baseline (one API root, one read-write collection, `max_page_size` 1000); it writes and reads the same
   collection. Its `next` tokens are kept 600 s instead of 30 s so paging is not cut short by that defect.
@@ -420,7 +421,7 @@ project's; a MISS is reported, never enforced.
   per envelope, a fresh server each time. Envelopes are serialised before the clock starts.
 - **machine limit**: the same {s.machine_objects:,} objects in envelopes of 1,000: `orjson.loads` of the envelope,
   `orjson.dumps` of every object, one `executemany` of 1,000 rows per transaction into SQLite (WAL,
-  `synchronous=FULL`, same file system); best of 3. cutout's ingest is shown as a share of it.
+  `synchronous=FULL`, cutout's page size, same file system); best of 3. cutout's ingest is shown as a share of it.
 - **fetch**: the consumer pages through {small:,} and then {big:,} objects with `limit={s.page}`, following
   `next` (taxii2-client's `as_pages`; the client decodes every page, its heap frozen with `gc.freeze()` so
   that its collector walks only what the pages add, not the harness's objects); cutout {s.fetch_repeat} times

@@ -18,10 +18,15 @@ from typing import Any
 from cutout.errors import ConfigError
 from cutout.model.tlp import parse_tlp
 
-__all__ = ["CLIENT_ENV", "Settings", "load_settings"]
+__all__ = ["CLIENT_ENV", "SQLITE_PAGE_SIZE", "Settings", "load_settings"]
 
 #: environment variables of the party-side client (``cutout send``/``receive``), not broker settings
 CLIENT_ENV = frozenset({"CUTOUT_URL", "CUTOUT_PARTY", "CUTOUT_TOKEN", "CUTOUT_DATA"})
+
+#: the page size of a SQLite database the broker creates, unless set: copies of STIX objects are rows of
+#: 1-2 KB, of which a 4 KiB page (SQLite's default) holds two with up to a third of the page unused; 16 KiB
+#: pages hold them about 90% full (docs/benchmarks.md, "The eighth round")
+SQLITE_PAGE_SIZE = 16384
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,9 @@ class Settings:
     audit_retention_days: int = 0
     #: SQLite durability: FULL makes every acknowledged submission survive power loss
     sqlite_synchronous: str = "FULL"
+    #: bytes per page of a SQLite database this broker creates (a power of two, 512-65536); fixed once the
+    #: database exists (``cutout db repack`` rewrites it with this size)
+    sqlite_page_size: int = SQLITE_PAGE_SIZE
     #: how long (seconds) a request waits for a lock on the database (SQLite's one writer, PostgreSQL's locks)
     #: before it is answered 503 store-unavailable
     lock_timeout: float = 30.0
@@ -125,6 +133,9 @@ class Settings:
             problems.append("lock_timeout must be more than 0 and at most 3600 seconds")
         if self.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
             problems.append("sqlite_synchronous must be FULL, EXTRA or NORMAL")
+        size = self.sqlite_page_size
+        if not (512 <= size <= 65536 and size & (size - 1) == 0):
+            problems.append(f"sqlite_page_size must be a power of two from 512 to 65536, not {size}")
         if self.database_url and not self.database_url.startswith(("sqlite:", "postgresql")):
             problems.append("database_url must be a sqlite:/// or postgresql:// URL")
         if problems:

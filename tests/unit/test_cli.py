@@ -167,6 +167,22 @@ def test_db_upgrade(run) -> None:  # type: ignore[no-untyped-def]
     assert json.loads(out)["from"] == json.loads(out)["to"] == json.loads(out)["head"]
 
 
+def test_db_repack(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("db", "repack")
+    assert code == 1 and "cutout init" in out
+    run("init")
+    code, out = run("db", "repack")
+    assert code == 0 and out.strip() == "page size 16384 is current"
+    code, out = run("db", "repack", "--page-size", "8192")
+    assert code == 0 and out.strip() == "repacked: page size 16384 -> 8192"
+    code, out = run("db", "repack", "--page-size", "4096", "--json")
+    assert code == 0 and json.loads(out) == {"page_size_before": 8192, "page_size": 4096}
+    code, out = run("db", "repack", "--page-size", "3000")
+    assert code == 1 and "power of two" in out
+    code, out = run("party", "add", "Bank A", "--provider")  # the broker works on after it
+    assert code == 0
+
+
 def test_grade_commands(run) -> None:  # type: ignore[no-untyped-def]
     assert run("init", "--name", "Test Exchange")[0] == 0
     assert run("party", "add", "Bank A", "--provider")[0] == 0

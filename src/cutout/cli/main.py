@@ -430,6 +430,39 @@ def db_upgrade(data: Path | None, db: str | None, as_json: bool) -> None:
     )
 
 
+@db.command("repack")
+@data_option
+@db_option
+@click.option(
+    "--page-size",
+    type=int,
+    default=None,
+    help="Bytes per page (a power of two, 512-65536; default: the sqlite_page_size setting).",
+)
+@command
+def db_repack(data: Path | None, db: str | None, page_size: int | None, as_json: bool) -> None:
+    """Rewrite a SQLite database with the configured page size (broker stopped; needs free space about its size)."""
+    from cutout.keys import Keys
+    from cutout.store import Store
+
+    settings = _settings(data, database_url=db)
+    Keys.load(settings.data_dir)  # a broker lives here at all
+    store = Store.for_settings(settings)
+    try:
+        if not store.is_initialised():
+            from cutout.errors import NotInitialised
+
+            raise NotInitialised(f"no broker database at {settings.db_url}; run 'cutout init' first")
+        before, after = store.repack(page_size or settings.sqlite_page_size)
+    finally:
+        store.close()
+    _emit(
+        as_json,
+        {"page_size_before": before, "page_size": after},
+        f"page size {after} is current" if before == after else f"repacked: page size {before} -> {after}",
+    )
+
+
 # -- audit --------------------------------------------------------------------------------------------------
 @main.group()
 def audit() -> None:

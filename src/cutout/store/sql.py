@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import sqlite3
 import threading
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
@@ -55,8 +56,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from cutout.audit.merkle import CompactRange, leaf_hash
-from cutout.errors import ConfigError, StoreUnavailable, WouldWait
-from cutout.settings import Settings
+from cutout.errors import ConfigError, Conflict, StoreUnavailable, WouldWait
+from cutout.settings import SQLITE_PAGE_SIZE, Settings
 from cutout.store import schema as s
 
 __all__ = ["NewObject", "PageQuery", "Store", "Tx", "id_hash"]
@@ -111,10 +112,13 @@ def _pg_options(lock_timeout_ms: int) -> str:
     return f"-c lock_timeout={lock_timeout_ms}ms -c idle_in_transaction_session_timeout={idle_ms}ms"
 
 
-def _sqlite_pragmas(synchronous: str, busy_timeout_ms: int) -> Any:
+def _sqlite_pragmas(synchronous: str, busy_timeout_ms: int, page_size: int) -> Any:
     def on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
+        # the page size of a database this creates (before WAL, which fixes it); SQLite ignores it for one
+        # that exists: see Store.repack
+        cur.execute(f"PRAGMA page_size={int(page_size)}")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -124,7 +128,7 @@ def _sqlite_pragmas(synchronous: str, busy_timeout_ms: int) -> Any:
     return on_connect
 
 
-def _sqlite_engine(url: str, synchronous: str, wait_ms: int, size: int, overflow: int) -> Engine:
+def _sqlite_engine(url: str, synchronous: str, page_size: int, wait_ms: int, size: int, overflow: int) -> Engine:
     """An engine on the SQLite file: connections that wait ``wait_ms`` for a lock (0: not at all), a pool of
     ``size`` (+ ``overflow``) that, without a wait, hands out a connection at once or not at all."""
     engine = create_engine(
@@ -134,7 +138,7 @@ def _sqlite_engine(url: str, synchronous: str, wait_ms: int, size: int, overflow
         max_overflow=overflow,
         pool_timeout=30 if wait_ms else 0,
     )
-    event.listen(engine, "connect", _sqlite_pragmas(synchronous, wait_ms))
+    event.listen(engine, "connect", _sqlite_pragmas(synchronous, wait_ms, page_size))
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
@@ -153,9 +157,17 @@ _UNAVAILABLE = "the exchange's database is unavailable; try again (resending is 
 class Store:
     """A handle on the database; cheap to share between threads."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", lock_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "FULL",
+        lock_timeout: float = 30.0,
+        sqlite_page_size: int = SQLITE_PAGE_SIZE,
+    ) -> None:
         """``lock_timeout``: how long, in seconds, a transaction waits for a lock (SQLite's write lock, a
-        PostgreSQL row or advisory lock) before it gives up with StoreUnavailable."""
+        PostgreSQL row or advisory lock) before it gives up with StoreUnavailable. ``sqlite_page_size``: the
+        page size of a SQLite database this store creates (one that exists keeps its own)."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.lock_timeout = lock_timeout
@@ -170,8 +182,9 @@ class Store:
         self._no_wait_engine: Engine | None = None
         try:
             if self.is_sqlite:
-                self.engine: Engine = _sqlite_engine(url, sqlite_synchronous.upper(), wait_ms, 8, 8)
-                self._no_wait_engine = _sqlite_engine(url, sqlite_synchronous.upper(), 0, 1, 0)
+                sync = sqlite_synchronous.upper()
+                self.engine: Engine = _sqlite_engine(url, sync, sqlite_page_size, wait_ms, 8, 8)
+                self._no_wait_engine = _sqlite_engine(url, sync, sqlite_page_size, 0, 1, 0)
             else:
                 # pre-ping: after PostgreSQL restarts, a pooled connection is found dead on checkout and
                 # replaced, instead of failing the request that drew it
@@ -196,7 +209,12 @@ class Store:
     @classmethod
     def for_settings(cls, settings: Settings) -> Store:
         """The store the settings name, with their durability and lock timeout."""
-        return cls(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous, lock_timeout=settings.lock_timeout)
+        return cls(
+            settings.db_url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            lock_timeout=settings.lock_timeout,
+            sqlite_page_size=settings.sqlite_page_size,
+        )
 
     def is_initialised(self) -> bool:
         """Whether the database holds a broker; ConfigError if it cannot be reached at all."""
@@ -321,6 +339,52 @@ class Store:
         except PoolTimeout as exc:
             busy = WouldWait if not self._may_wait() else StoreUnavailable
             raise busy("the exchange is overloaded; try again (resending is safe)") from exc
+
+    def page_size(self) -> int:
+        """SQLite: the bytes per page of the database file."""
+        if not self.is_sqlite:
+            raise ConfigError("only a SQLite database has a page size")
+        with self.read() as tx:
+            return int(tx.conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+
+    def repack(self, page_size: int) -> tuple[int, int]:
+        """SQLite: rewrite the database file with pages of ``page_size`` bytes (``VACUUM``), which also gives
+        back the space of deleted rows. Returns the page size before and after.
+
+        Needs the database to itself: SQLite leaves its WAL mode, which fixes the page size, only with no
+        other connection open; while any is (a running ``cutout serve``), this raises Conflict and changes
+        nothing. The file is rewritten in one transaction, so a failure (a full disk: it needs free space
+        about the database's size) leaves it as it was; WAL mode is restored either way."""
+        if not self.is_sqlite:
+            raise ConfigError("only a SQLite database has a page size; PostgreSQL has nothing to repack")
+        if not (512 <= page_size <= 65536 and page_size & (page_size - 1) == 0):
+            raise ConfigError(f"a SQLite page size is a power of two from 512 to 65536, not {page_size}")
+        path = self.engine.url.database or ""
+        self.close()  # this store's own pooled connections would hold the file too
+        # a connection of its own: not pooled, no busy wait (in use is an answer, not something to wait out)
+        conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            before = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            if before == page_size:
+                return before, before
+            try:
+                mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if not _sqlite_busy(exc):
+                    raise
+                mode = "wal"
+            if str(mode).lower() != "delete":
+                raise Conflict(
+                    "the database is in use: stop every 'cutout serve' and other cutout command on it, then repack"
+                )
+            try:
+                conn.execute(f"PRAGMA page_size={int(page_size)}")
+                conn.execute("VACUUM")
+            finally:
+                conn.execute("PRAGMA journal_mode=WAL")
+            return before, int(conn.execute("PRAGMA page_size").fetchone()[0])
+        finally:
+            conn.close()
 
     def close(self) -> None:
         self.engine.dispose()
