@@ -65,6 +65,51 @@ def test_freed_heap_is_kept_for_the_next_batch_only_when_asked(mode: str) -> Non
         assert returned > 20 << 20, f"only {returned} bytes went back: the test no longer shows the difference"
 
 
+# a child process: eight threads allocate at once (each new thread that allocates gets an arena of its own, up to
+# glibc's limit), then glibc's malloc_stats prints one "Arena N:" block per arena on stderr
+_ARENA_CHILD = """
+import ctypes, sys, threading
+from cutout.api import serving
+limited = serving.few_arenas() if sys.argv[1] == "few" else False
+go = threading.Barrier(8)
+def work():
+    go.wait()
+    for _ in range(100):
+        blocks = [bytearray(2000) for _ in range(50)]
+        del blocks
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+ctypes.CDLL(None).malloc_stats()
+print(int(limited))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator: Linux only")
+@pytest.mark.parametrize("mode", ["few", "default"])
+def test_threads_share_few_arenas_only_when_asked(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+    import subprocess
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the C library is not glibc")
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    out = subprocess.run([sys.executable, "-c", _ARENA_CHILD, mode], capture_output=True, text=True, check=True)
+    arenas = sum(line.startswith("Arena ") for line in out.stderr.splitlines())
+    if mode == "few":
+        assert out.stdout.split() == ["1"]
+        assert arenas <= serving.ARENAS == 2
+    else:
+        assert arenas > 4, f"{arenas} arenas: the test no longer shows the difference"
+
+
+def test_an_operators_arena_limit_is_left_to_decide(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert serving.few_arenas() is False
+
+
 def test_workers_run_at_most_their_number_at_once_and_start_again_after_closing() -> None:
     import asyncio
     import threading
@@ -122,6 +167,7 @@ def test_serve_hands_the_interpreter_over_often(tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
     monkeypatch.setattr(serving, "keep_freed_heap", lambda: seen.setdefault("heap", True))
+    monkeypatch.setattr(serving, "few_arenas", lambda: seen.setdefault("arenas", True))
     data = str(tmp_path / "broker")
     runner = CliRunner()
     assert runner.invoke(main, ["init", "--data", data, "--name", "Serve Test"]).exit_code == 0
@@ -134,4 +180,4 @@ def test_serve_hands_the_interpreter_over_often(tmp_path: Path, monkeypatch: pyt
     assert result.exit_code == 0, result.output
     assert seen["interval"] == pytest.approx(serving.SWITCH_INTERVAL)
     assert serving.SWITCH_INTERVAL <= 0.001
-    assert seen["heap"] is True and seen["loop"] in ("uvloop", "auto")
+    assert seen["heap"] is True and seen["arenas"] is True and seen["loop"] in ("uvloop", "auto")

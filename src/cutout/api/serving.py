@@ -8,17 +8,43 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import os
 import platform
 import sys
 from typing import Any, Literal
 
 import uvicorn
 
-__all__ = ["HEAP_KEPT", "SWITCH_INTERVAL", "hand_over_often", "keep_freed_heap", "server_config", "speedups"]
+__all__ = [
+    "ARENAS",
+    "HEAP_KEPT",
+    "SWITCH_INTERVAL",
+    "few_arenas",
+    "hand_over_often",
+    "keep_freed_heap",
+    "server_config",
+    "speedups",
+]
 
 #: how much freed memory glibc's allocator may keep at the top of the heap instead of returning it at once
 HEAP_KEPT = 64 << 20
+#: how many arenas glibc's allocator may keep (its default: eight per core)
+ARENAS = 2
 _M_TRIM_THRESHOLD = -1  # <malloc.h>
+_M_ARENA_MAX = -8
+
+
+def _mallopt(param: int, value: int) -> bool:
+    """glibc's ``mallopt``; False where the C library is not glibc (it is left alone)."""
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(param, value))
 
 
 def keep_freed_heap(limit: int = HEAP_KEPT) -> bool:
@@ -33,15 +59,25 @@ def keep_freed_heap(limit: int = HEAP_KEPT) -> bool:
     peak); what changes is that it is not returned between batches. ``MALLOC_TRIM_THRESHOLD_`` in the
     environment does the same; a C library other than glibc is left alone.
     """
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+    return _mallopt(_M_TRIM_THRESHOLD, limit)
+
+
+def few_arenas(arenas: int = ARENAS) -> bool:
+    """Let glibc's allocator keep at most ``arenas`` arenas; True if it was set. Call it before the server's
+    threads start.
+
+    glibc gives each new thread an arena of its own, up to eight per core, and an arena keeps what its thread
+    freed for the next allocation there (``keep_freed_heap``). The worker thread that happened to run a large
+    envelope's work kept about 20 MB of it, and when a second worker first ran one, a second 20 MB stayed:
+    the server's resident size moved by that much from run to run with the order its threads were picked in,
+    not with the exchange's size (206 MB after 100,000 objects, against 185-187 MB with two arenas or one,
+    and no CPU difference in ingest or fan-out; docs/benchmarks.md, the eighth round). Python's own
+    allocator and the GIL already serialise most allocations, so the threads sharing two arenas rarely
+    wait for each other. ``MALLOC_ARENA_MAX`` in the environment, if set, is left to decide; a C library
+    other than glibc is left alone."""
+    if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_TRIM_THRESHOLD, limit))
+    return _mallopt(_M_ARENA_MAX, arenas)
 
 
 #: how long a thread may hold the interpreter (the GIL) while another waits for it, in seconds (Python's own

@@ -558,10 +558,11 @@ def serve(data: Path | None, db: str | None, host: str | None, port: int | None,
     import uvicorn
 
     from cutout.api import create_app
-    from cutout.api.serving import hand_over_often, keep_freed_heap, server_config
+    from cutout.api.serving import few_arenas, hand_over_often, keep_freed_heap, server_config
 
     settings = _settings(data, database_url=db, host=host, port=port)
     keep_freed_heap()
+    few_arenas()
     hand_over_often()
     app = create_app(settings)
     if as_json:
