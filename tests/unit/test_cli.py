@@ -104,7 +104,11 @@ def test_config_check(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
     assert code == 1 and "cutout init" in out
     run("init")
     code, out = run("config", "check", "--json")
-    assert code == 0 and json.loads(out)["ok"] is True
+    assert code == 0 and json.loads(out)["ok"] is True and json.loads(out)["notes"] == []
+    assert run("db", "repack", "--page-size", "4096")[0] == 0  # as a database made before the setting
+    code, out = run("config", "check")
+    assert code == 0 and "note: the database has pages of 4096 bytes, not sqlite_page_size (16384)" in out
+    assert "run 'cutout db repack'" in out
     (tmp_path / "broker" / "cutout.toml").write_text("[cutout]\nport = 0\n")
     code, out = run("config", "check")
     assert code == 1 and "port must be" in out

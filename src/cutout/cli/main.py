@@ -664,13 +664,19 @@ def config_check(data: Path | None, db: str | None, as_json: bool) -> None:
             from cutout.errors import NotInitialised
 
             raise NotInitialised(f"no broker database at {settings.db_url}; run 'cutout init' first")
+        notes: list[str] = []
+        if store.is_sqlite and (pages := store.page_size()) != settings.sqlite_page_size:
+            notes.append(
+                f"the database has pages of {pages} bytes, not sqlite_page_size ({settings.sqlite_page_size}): it "
+                "works as it is; to change it, stop the broker and run 'cutout db repack'"
+            )
     finally:
         store.close()
     values = settings.as_dict()
     _emit(
         as_json,
-        {"ok": True, "settings": values},
-        "settings OK\n" + "\n".join(f"  {k} = {v}" for k, v in values.items()),
+        {"ok": True, "settings": values, "notes": notes},
+        "settings OK\n" + "\n".join(f"  {k} = {v}" for k, v in values.items()) + "".join(f"\nnote: {n}" for n in notes),
     )
 
 
