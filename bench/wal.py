@@ -9,6 +9,7 @@ file).
 
     python -m bench.wal --objects 60000 --per 1000               # ingest, one consumer
     python -m bench.wal --objects 10000 --per 1000 --consumers 10  # fan-out
+    python -m bench.wal --objects 60000 --per 100 --page-size 4096   # SQLite's default page size
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from pathlib import Path
 
 from bench.workload import Workload, chunks
 from cutout.service import Exchange
-from cutout.settings import load_settings
+from cutout.settings import SQLITE_PAGE_SIZE, load_settings
 
 
-def run(objects: int, per: int, consumers: int, report_every: int) -> list[tuple[int, int]]:
+def run(
+    objects: int, per: int, consumers: int, report_every: int, page_size: int = SQLITE_PAGE_SIZE
+) -> list[tuple[int, int]]:
     """(objects held after the envelope, WAL bytes of its commit) for each envelope."""
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(Path(tmp) / "broker", environ={})
+        settings = load_settings(Path(tmp) / "broker", {"sqlite_page_size": page_size}, environ={})
         Exchange.init(settings, "wal bench")
         ex = Exchange.open(settings)
         try:
@@ -63,8 +66,9 @@ def main() -> None:
     p.add_argument("--per", type=int, default=1000)
     p.add_argument("--consumers", type=int, default=1)
     p.add_argument("--every", type=int, default=10_000, help="print every this many objects")
+    p.add_argument("--page-size", type=int, default=SQLITE_PAGE_SIZE, help="the database's page size")
     a = p.parse_args()
-    run(a.objects, a.per, a.consumers, a.every)
+    run(a.objects, a.per, a.consumers, a.every, a.page_size)
 
 
 if __name__ == "__main__":
