@@ -1003,10 +1003,8 @@ class Exchange:
             groups[(recipient, sender, kind, bool(item.get("review")), allow)].append(src)
         redactors: dict[int, Redactor] = {}  # one per sender for the whole run: its memo serves every reader
         senders: dict[int, Any] = {}
-        # the grade consumers may see of each sender (only intel carries it), and how many providers hold each
-        # grade (read once per run, when the policy needs it and there is intel)
+        # the grade consumers may see of each sender (only intel carries it), decided once per sender and run
         grades: dict[int, str | None] = {}
-        held: dict[str, int] | None = None
         # copies made once for all readers of an object (Sanitizer.sanitize); a run with one group has one
         # reader, for whom the shared copy would be made and then copied again for nothing
         shared: dict[Any, Any] | None = {} if len(groups) > 1 else None
@@ -1019,9 +1017,7 @@ class Exchange:
             grade = None
             if kind in ("intel", "answer"):
                 if sender not in grades:
-                    if held is None:
-                        held = self._grades_held(tx)
-                    grades[sender] = self._visible_grade(senders[sender], held)
+                    grades[sender] = self._visible_grade(tx, senders[sender])
                 grade = grades[sender]
             delivered[recipient] += self._release_group(
                 tx,
@@ -1247,17 +1243,14 @@ class Exchange:
         return new
 
     # -- grades ---------------------------------------------------------------------------------------------
-    def _grades_held(self, tx: Tx) -> dict[str, int]:
-        """How many active providers hold each grade, as far as the grade policy needs it."""
-        return tx.grades_held() if self.settings.grade_visibility == "shared" else {}
-
-    def _visible_grade(self, sender: Any, held: Mapping[str, int]) -> str | None:
+    def _visible_grade(self, tx: Tx, sender: Any) -> str | None:
         """The source reliability consumers may see of a provider, under the exchange's grade policy:
         ``always``, ``never``, or ``shared`` (only while at least ``grade_crowd`` active providers hold it)."""
         policy = self.settings.grade_visibility
         if policy == "never" or not sender.provider or sender.revoked is not None:
             return None
-        if policy == "always" or held.get(sender.grade, 0) >= self.settings.grade_crowd:
+        crowd = self.settings.grade_crowd
+        if policy == "always" or tx.providers_holding(str(sender.grade), crowd) >= crowd:
             return str(sender.grade)
         return None
 

@@ -59,17 +59,20 @@ def _inbox(tx: Tx, party: int):  # type: ignore[no-untyped-def]
     return tx.collection(party, "inbox")
 
 
-def test_grades_held_counts_active_providers_by_grade(store: Store, party: int) -> None:
+def test_providers_holding_counts_active_providers_of_a_grade_up_to_a_limit(store: Store, party: int) -> None:
     with store.write() as tx:
         a = tx.add_party("Graded A", True, False, "a" * 64, T0)
         b = tx.add_party("Graded B", True, False, "b" * 64, T0)
-        tx.add_party("Reader", False, True, "c" * 64, T0)  # a consumer only: not counted
+        reader = tx.add_party("Reader", False, True, "c" * 64, T0)  # a consumer only: not counted
         gone = tx.add_party("Gone", True, False, "d" * 64, T0)
-        for pid in (a, b, gone):
+        for pid in (a, b, gone, reader):
             tx.update_party(pid, grade="A")
         tx.update_party(gone, revoked=T0)
     with store.read() as tx:
-        assert tx.grades_held() == {"A": 2, "F": 1}  # the contract party is a provider with the default F
+        assert tx.providers_holding("A", 10) == 2
+        assert tx.providers_holding("A", 1) == 1  # counted no further than asked
+        assert tx.providers_holding("F", 10) == 1  # the contract party is a provider with the default F
+        assert tx.providers_holding("B", 10) == 0
 
 
 def test_parties_and_collections(store: Store, party: int) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 SCHEMA_VERSION = "1"
@@ -42,6 +43,15 @@ parties = Table(
     Column("terms", Text, nullable=False, default="[]"),
     # providers: the source reliability (Admiralty A-F) the operator gives it; F until known
     Column("grade", String(1), nullable=False, default="F", server_default="F"),
+)
+# the grade crowd (Tx.providers_holding): a release asks whether a few active providers hold its sender's grade,
+# and stops counting there, instead of counting every party's grade. Partial: the active providers only (the
+# query names the same condition), and no other query can take it for a scan of every party
+Index(
+    "ix_parties_grade",
+    parties.c.grade,
+    sqlite_where=text("provider AND revoked IS NULL"),
+    postgresql_where=text("provider AND revoked IS NULL"),
 )
 
 collections = Table(
