@@ -97,6 +97,7 @@ def test_every_statement_a_party_causes_reads_through_an_index(four: Four, trace
     statements = {" ".join(sql.split()): params for sql, params in traced}
     asked = [(sql, params) for sql, params in statements.items() if sql.upper().startswith(_PLANNED)]
     assert len(asked) > 30, f"only {len(asked)} statements were traced"
+    assert any("FROM parties WHERE grade = ?" in sql for sql, _ in asked), "the grade crowd was not asked"
     url = four.exchange.settings.db_url
     scans = _pg_scans(url, asked) if url.startswith("postgresql") else _sqlite_scans(url, asked)
     assert not scans, "statements that read a whole table:\n" + "\n".join(f"{v}: {k}" for k, v in scans.items())
