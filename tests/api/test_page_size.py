@@ -14,7 +14,7 @@ from cutout.errors import ConfigError, Conflict
 from cutout.service import Exchange
 from cutout.settings import SQLITE_PAGE_SIZE, Settings, load_settings
 from cutout.store import Store
-from cutout.store.sql import PageQuery
+from cutout.store.sql import CHECKPOINT_BYTES, PageQuery
 from tests.api.conftest import indicator
 
 
@@ -144,3 +144,20 @@ def test_repack_refuses_what_is_not_a_sqlite_page_size(tmp_path: Path) -> None:
             pg.repack(16384)
     finally:
         pg.close()
+
+
+@pytest.mark.parametrize("page_size", [4096, 16384])
+def test_the_wal_is_checkpointed_at_the_same_bytes_whatever_the_page_size(tmp_path: Path, page_size: int) -> None:
+    """SQLite counts its checkpoint threshold in pages (1,000): the store sets it so that the WAL is copied
+    back at about 4 MB with 16 KiB pages as with 4 KiB ones (a larger threshold made each checkpoint a longer
+    stall of the commit that ran it)."""
+    _, ex = _broker(tmp_path, sqlite_page_size=page_size)
+    try:
+        with ex.store.write() as tx:
+            (pages,) = tx.conn.exec_driver_sql("PRAGMA wal_autocheckpoint").one()
+        with ex.no_wait(), ex.store.read() as tx:  # the event loop's connection too
+            (no_wait_pages,) = tx.conn.exec_driver_sql("PRAGMA wal_autocheckpoint").one()
+    finally:
+        ex.close()
+    assert CHECKPOINT_BYTES == 4 << 20
+    assert pages == no_wait_pages == CHECKPOINT_BYTES // page_size
