@@ -219,7 +219,7 @@ class Store:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Store:
-        """The store the settings name, with their durability and lock timeout."""
+        """The store the settings name, with their durability, lock timeout and page size."""
         return cls(
             settings.db_url,
             sqlite_synchronous=settings.sqlite_synchronous,
