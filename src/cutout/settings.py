@@ -18,7 +18,7 @@ from typing import Any
 from cutout.errors import ConfigError
 from cutout.model.tlp import parse_tlp
 
-__all__ = ["CLIENT_ENV", "SQLITE_PAGE_SIZE", "Settings", "load_settings"]
+__all__ = ["CLIENT_ENV", "SQLITE_PAGE_SIZE", "Settings", "is_page_size", "load_settings"]
 
 #: environment variables of the party-side client (``cutout send``/``receive``), not broker settings
 CLIENT_ENV = frozenset({"CUTOUT_URL", "CUTOUT_PARTY", "CUTOUT_TOKEN", "CUTOUT_DATA"})
@@ -27,6 +27,11 @@ CLIENT_ENV = frozenset({"CUTOUT_URL", "CUTOUT_PARTY", "CUTOUT_TOKEN", "CUTOUT_DA
 #: 1-2 KB, of which a 4 KiB page (SQLite's default) holds two with up to a third of the page unused; 16 KiB
 #: pages hold them about 90% full (docs/benchmarks.md, "The eighth round")
 SQLITE_PAGE_SIZE = 16384
+
+
+def is_page_size(size: int) -> bool:
+    """Whether SQLite takes ``size`` as a page size: a power of two from 512 to 65536."""
+    return 512 <= size <= 65536 and size & (size - 1) == 0
 
 
 @dataclass(frozen=True)
@@ -133,9 +138,8 @@ class Settings:
             problems.append("lock_timeout must be more than 0 and at most 3600 seconds")
         if self.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
             problems.append("sqlite_synchronous must be FULL, EXTRA or NORMAL")
-        size = self.sqlite_page_size
-        if not (512 <= size <= 65536 and size & (size - 1) == 0):
-            problems.append(f"sqlite_page_size must be a power of two from 512 to 65536, not {size}")
+        if not is_page_size(self.sqlite_page_size):
+            problems.append(f"sqlite_page_size must be a power of two from 512 to 65536, not {self.sqlite_page_size}")
         if self.database_url and not self.database_url.startswith(("sqlite:", "postgresql")):
             problems.append("database_url must be a sqlite:/// or postgresql:// URL")
         if problems:

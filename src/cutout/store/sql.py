@@ -57,7 +57,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from cutout.audit.merkle import CompactRange, leaf_hash
 from cutout.errors import ConfigError, Conflict, StoreUnavailable, WouldWait
-from cutout.settings import SQLITE_PAGE_SIZE, Settings
+from cutout.settings import SQLITE_PAGE_SIZE, Settings, is_page_size
 from cutout.store import schema as s
 
 __all__ = ["NewObject", "PageQuery", "Store", "Tx", "id_hash"]
@@ -368,7 +368,7 @@ class Store:
         about the database's size) leaves it as it was; WAL mode is restored either way."""
         if not self.is_sqlite:
             raise ConfigError("only a SQLite database has a page size; PostgreSQL has nothing to repack")
-        if not (512 <= page_size <= 65536 and page_size & (page_size - 1) == 0):
+        if not is_page_size(page_size):
             raise ConfigError(f"a SQLite page size is a power of two from 512 to 65536, not {page_size}")
         path = self.engine.url.database or ""
         self.close()  # this store's own pooled connections would hold the file too
