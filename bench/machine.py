@@ -24,7 +24,11 @@ import orjson
 
 from bench.servers import REPO
 from bench.workload import envelopes
-from cutout.settings import SQLITE_PAGE_SIZE
+from cutout import settings as _settings
+
+#: the page size of the databases cutout makes: a cutout from before the setting (an older tree measured with
+#: ``--no-snapshot``, to compare versions) made SQLite's default 4 KiB pages
+SQLITE_PAGE_SIZE: int = getattr(_settings, "SQLITE_PAGE_SIZE", 4096)
 
 
 def machine_limit(objects: Sequence[dict[str, Any]], per: int = 1000, repeat: int = 3) -> dict[str, float]:

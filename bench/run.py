@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Any
 
 from bench import machine, measure
+from bench.machine import SQLITE_PAGE_SIZE
 from bench.measure import log
 from bench.pg import carry_section, strip_section
 from bench.report import build_rows, markdown_table, text_table
@@ -42,7 +43,6 @@ from bench.servers import (
     stop_all,
 )
 from bench.workload import Workload, check_with_stix2, mean_size
-from cutout.settings import SQLITE_PAGE_SIZE
 
 GROUPS = ("machine", "ingest", "fetch", "latency", "fanout")
 #: what follows this line in the report is written by hand, and kept when the figures above it are rewritten
