@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,6 +65,24 @@ db_option = click.option("--db", "db", default=None, help="Database URL (default
 
 def _settings(data: Path | None, **overrides: Any) -> Any:
     return load_settings(data, overrides)
+
+
+@contextmanager
+def _broker_store(data: Path | None, db: str | None) -> Iterator[tuple[Any, Any]]:
+    """The settings and the store of the broker in ``data`` (NotInitialised if there is none), closed after."""
+    from cutout.errors import NotInitialised
+    from cutout.keys import Keys
+    from cutout.store import Store
+
+    settings = _settings(data, database_url=db)
+    Keys.load(settings.data_dir)  # a broker lives here at all
+    store = Store.for_settings(settings)
+    try:
+        if not store.is_initialised():
+            raise NotInitialised(f"no broker database at {settings.db_url}; run 'cutout init' first")
+        yield settings, store
+    finally:
+        store.close()
 
 
 def _exchange(data: Path | None, db: str | None = None) -> Any:
@@ -406,23 +425,12 @@ def db() -> None:
 @command
 def db_upgrade(data: Path | None, db: str | None, as_json: bool) -> None:
     """Bring the database schema to this version of cutout (run it after an upgrade, on one node)."""
-    from cutout.keys import Keys
-    from cutout.store import Store
     from cutout.store.migrate import current_revision, head_revision, upgrade
 
-    settings = _settings(data, database_url=db)
-    Keys.load(settings.data_dir)  # a broker lives here at all
-    store = Store.for_settings(settings)
-    try:
-        if not store.is_initialised():
-            from cutout.errors import NotInitialised
-
-            raise NotInitialised(f"no broker database at {settings.db_url}; run 'cutout init' first")
+    with _broker_store(data, db) as (_, store):
         before = current_revision(store)
         upgrade(store)
         after = current_revision(store)
-    finally:
-        store.close()
     _emit(
         as_json,
         {"from": before, "to": after, "head": head_revision()},
@@ -442,20 +450,8 @@ def db_upgrade(data: Path | None, db: str | None, as_json: bool) -> None:
 @command
 def db_repack(data: Path | None, db: str | None, page_size: int | None, as_json: bool) -> None:
     """Rewrite a SQLite database with the configured page size (broker stopped; needs free space about its size)."""
-    from cutout.keys import Keys
-    from cutout.store import Store
-
-    settings = _settings(data, database_url=db)
-    Keys.load(settings.data_dir)  # a broker lives here at all
-    store = Store.for_settings(settings)
-    try:
-        if not store.is_initialised():
-            from cutout.errors import NotInitialised
-
-            raise NotInitialised(f"no broker database at {settings.db_url}; run 'cutout init' first")
+    with _broker_store(data, db) as (settings, store):
         before, after = store.repack(page_size or settings.sqlite_page_size)
-    finally:
-        store.close()
     _emit(
         as_json,
         {"page_size_before": before, "page_size": after},
@@ -653,25 +649,13 @@ def config() -> None:
 @command
 def config_check(data: Path | None, db: str | None, as_json: bool) -> None:
     """Validate settings and the broker's files without starting anything."""
-    from cutout.keys import Keys
-    from cutout.store import Store
-
-    settings = _settings(data, database_url=db)
-    Keys.load(settings.data_dir)
-    store = Store.for_settings(settings)
-    try:
-        if not store.is_initialised():
-            from cutout.errors import NotInitialised
-
-            raise NotInitialised(f"no broker database at {settings.db_url}; run 'cutout init' first")
+    with _broker_store(data, db) as (settings, store):
         notes: list[str] = []
         if store.is_sqlite and (pages := store.page_size()) != settings.sqlite_page_size:
             notes.append(
                 f"the database has pages of {pages} bytes, not sqlite_page_size ({settings.sqlite_page_size}): it "
                 "works as it is; to change it, stop the broker and run 'cutout db repack'"
             )
-    finally:
-        store.close()
     values = settings.as_dict()
     _emit(
         as_json,
