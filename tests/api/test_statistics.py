@@ -21,6 +21,9 @@ from cutout.store.sql import NewObject, _by_ids, _ids_params
 
 T0 = 1_790_000_000_000_000  # µs
 
+#: the ``settings`` fixture's PostgreSQL store only (skipped, with its message, without CUTOUT_TEST_POSTGRES)
+on_postgres = pytest.mark.parametrize("settings", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+
 
 def _objects(start: int, n: int) -> list[NewObject]:
     out = []
@@ -62,11 +65,9 @@ def _lookup_plan(store: Store, coll_id: int) -> str:
         return "\n".join(r[0] for r in cur.fetchall())
 
 
-@pytest.mark.postgres
+@on_postgres
 def test_the_store_gathers_statistics_once_it_has_stored_enough_objects(exchange: Any) -> None:
     store: Store = exchange.store
-    if store.is_sqlite:
-        pytest.skip("PostgreSQL's planner statistics")
     coll = _collection(store)
     _store(store, coll, 0, sql.STATISTICS_AFTER - 1)
     assert "objects" not in _analysed(store)  # not yet: autovacuum has not been round either
@@ -80,11 +81,9 @@ def test_the_store_gathers_statistics_once_it_has_stored_enough_objects(exchange
     assert "Filter: (id_hash" not in plan, plan
 
 
-@pytest.mark.postgres
+@on_postgres
 def test_it_checks_once_per_process(exchange: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     store: Store = exchange.store
-    if store.is_sqlite:
-        pytest.skip("PostgreSQL's planner statistics")
     coll = _collection(store)
     calls: list[None] = []
     real = Store._ensure_statistics
@@ -99,13 +98,11 @@ def test_it_checks_once_per_process(exchange: Any, monkeypatch: pytest.MonkeyPat
     assert len(calls) == 1
 
 
-@pytest.mark.postgres
+@on_postgres
 def test_a_failure_is_logged_and_the_committed_call_stands(
     exchange: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     store: Store = exchange.store
-    if store.is_sqlite:
-        pytest.skip("PostgreSQL's planner statistics")
     coll = _collection(store)
     monkeypatch.setattr(sql, "PLANNED_TABLES", ("objects", "no_such_table"))
     with caplog.at_level(logging.WARNING, logger="cutout.store"):
@@ -116,10 +113,9 @@ def test_a_failure_is_logged_and_the_committed_call_stands(
         assert tx.has_object(coll.id, "indicator--00000000-0000-4000-8000-000000000000")
 
 
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 def test_sqlite_has_nothing_to_gather(exchange: Any) -> None:
     store: Store = exchange.store
-    if not store.is_sqlite:
-        pytest.skip("SQLite")
     coll = _collection(store)
     _store(store, coll, 0, sql.STATISTICS_AFTER)
     assert store._unplanned is None
