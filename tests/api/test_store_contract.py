@@ -88,6 +88,34 @@ def test_parties_and_collections(store: Store, party: int) -> None:
         assert (tx.party_by_id(party).grade, tx.party_by_id(party).terms) == ("B", '["x"]')
 
 
+def test_a_collection_is_known_by_its_id_once_committed(store: Store, party: int) -> None:
+    """``collection`` reads a collection's id once and keeps it, but only once the transaction that read it
+    has committed: one rolled back may have created it, and its id then goes to another collection."""
+    with store.read() as tx:
+        inbox = tx.collection_by_uuid("0c0c0c0c-0000-4000-8000-000000000001")
+    with store.write() as tx:
+        assert inbox is not None and tx.collection(party, "inbox").id == inbox.id
+
+    def create_then_fail() -> int:
+        with store.write() as tx:
+            pid = tx.add_party("Gone", True, True, "g" * 64, T0)
+            tx.add_collection("9a9a9a9a-0000-4000-8000-000000000001", pid, "inbox")
+            tx.add_collection("9a9a9a9a-0000-4000-8000-000000000002", pid, "outbox")
+            assert tx.collection(pid, "outbox").id == tx.collection_by_uuid("9a9a9a9a-0000-4000-8000-000000000002").id  # type: ignore[union-attr]
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        create_then_fail()
+    with store.write() as tx:  # SQLite gives the same ids again, here to the outbox first
+        pid = tx.add_party("Next", True, True, "n" * 64, T0)
+        tx.add_collection("9b9b9b9b-0000-4000-8000-000000000002", pid, "outbox")
+        tx.add_collection("9b9b9b9b-0000-4000-8000-000000000001", pid, "inbox")
+    with store.read() as tx:
+        outbox = tx.collection_by_uuid("9b9b9b9b-0000-4000-8000-000000000002")
+        assert outbox is not None and tx.collection(pid, "outbox").id == outbox.id
+        assert tx.collection(pid, "inbox").id == tx.collection_by_uuid("9b9b9b9b-0000-4000-8000-000000000001").id  # type: ignore[union-attr]
+
+
 def test_a_party_by_token_outside_a_transaction(store: Store, party: int) -> None:
     """Authentication reads the token's party with one statement on a pooled connection: the same row as in a
     transaction, booleans as ``bool``, the latest committed state (a revocation counts at once), and each
@@ -417,6 +445,25 @@ def test_a_transaction_writes_the_audit_range_once_and_a_rollback_keeps_the_old_
         assert tx.append_audit([audit_row("test", {"n": 10}, T0)]) == [after.size + 1]
     with store.read() as tx:
         assert [r.seq for r in tx.audit_rows()] == list(range(1, after.size + 2))
+
+
+def test_audit_rows_appended_in_a_transaction_are_read_back_in_it(store: Store, party: int) -> None:
+    """Appended rows are written together before the commit, and before any read of the log in between."""
+    with store.read() as tx:
+        before = len(tx.audit_rows())
+    with store.write() as tx:
+        first, second = tx.append_audit([audit_row("test", {"n": 1}, T0), audit_row("test", {"n": 2}, T0 + 5)])
+        row = tx.audit_row(second)
+        assert row is not None and row.kind == "test" and b'"n":2' in bytes(row.event)
+        (third,) = tx.append_audit([audit_row("test", {"n": 3}, T0 + 10)])
+        assert [r.seq for r in tx.audit_rows()][-3:] == [first, second, third]
+        assert len(tx.audit_commitments(third)) == third == before + 3
+        (fourth,) = tx.append_audit([audit_row("test", {"n": 4}, T0)])
+        assert tx.forget_audit_before(T0 + 1) >= 2  # the first and the fourth, not yet written a moment ago
+    with store.read() as tx:
+        rows = {r.seq: r for r in tx.audit_rows()}
+        assert rows[first].salt is None and rows[fourth].salt is None and rows[fourth].event is None
+        assert rows[second].salt is not None and rows[third].salt is not None
 
 
 def test_receipts_are_found_by_status_and_by_delivered_object(store: Store, party: int, hashes: None) -> None:

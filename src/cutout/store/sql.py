@@ -33,7 +33,7 @@ import logging
 import sqlite3
 import threading
 from collections import namedtuple
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -80,6 +80,12 @@ def id_hash(stix_id: str) -> int:
     goes to, each copy's id when it is stored and when its bookkeeping is), and BLAKE2b's set-up cost more
     than the hash (6% of a fan-out's CPU); 16,384 entries of ~120 bytes each."""
     return int.from_bytes(hashlib.blake2b(stix_id.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class Coll(NamedTuple):
+    """A collection, as the store's methods take it."""
+
+    id: int
 
 
 class NewObject(NamedTuple):
@@ -197,6 +203,9 @@ class Store:
         #: None once it has (see ``_ensure_statistics``)
         self._unplanned: int | None = None if self.is_sqlite else 0
         self._statistics = threading.Lock()
+        #: (party id, kind) -> the collection's id: a collection, once committed, never changes or goes away
+        #: (only its ``last_added`` moves, which ``Tx.add_objects`` reads afresh), so its id is read once
+        self._collection_ids: dict[tuple[int, str], int] = {}
         wait_ms = max(1, round(lock_timeout * 1000))
         #: per thread: whether its calls may not wait (``no_wait``)
         self._calls = threading.local()
@@ -314,10 +323,13 @@ class Store:
             with conn.begin():
                 if not self.is_sqlite:
                     conn.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK)))
-                tx = Tx(conn, self.is_sqlite)
+                tx = Tx(conn, self.is_sqlite, self._collection_ids)
                 yield tx
                 tx.flush()  # before the commit; not reached when the block raised (then all is rolled back)
         self._calls.no_wait = False  # committed: whatever the call does next, it must not be done twice
+        # only now: a collection this transaction created would not exist had it been rolled back, and its id
+        # could then be given to another (SQLite reuses the largest rowid)
+        self._collection_ids.update(tx.collection_ids)
         if self._unplanned is not None and tx.objects_added:
             self._unplanned += tx.objects_added
             if self._unplanned >= STATISTICS_AFTER:
@@ -365,7 +377,9 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Tx]:
         with self._reachable(), self._engine().connect() as conn, conn.begin():
-            yield Tx(conn, self.is_sqlite)
+            tx = Tx(conn, self.is_sqlite, self._collection_ids)
+            yield tx
+        self._collection_ids.update(tx.collection_ids)  # a read sees committed collections only
 
     def party_by_token(self, token_hash: str) -> Any | None:
         """The party row holding a token hash, or None: one statement on a pooled connection, without a
@@ -461,10 +475,18 @@ class Store:
 class Tx:
     """One transaction's worth of store operations."""
 
-    def __init__(self, conn: Connection, is_sqlite: bool) -> None:
+    def __init__(self, conn: Connection, is_sqlite: bool, collection_ids: Mapping[tuple[int, str], int]) -> None:
         self.conn = conn
         self.is_sqlite = is_sqlite
         self._cur: Any = None
+        #: collection ids known before this transaction (committed), and those it read itself (which the store
+        #: learns only once the transaction has committed)
+        self._known_collections = collection_ids
+        self.collection_ids: dict[tuple[int, str], int] = {}
+        #: audit rows appended in this transaction and not yet written: written by ``flush`` in one statement
+        #: (a release run appends an event per reader), or before any statement of this transaction reads the
+        #: audit table
+        self._audit_rows: list[tuple[Any, ...]] = []
         #: copies planned in this transaction and not yet written: (recipient, sender, orig id) -> None, in
         #: planning order. A copy released in the transaction that planned it is then written once, whole,
         #: instead of inserted held and updated on release; the rest are inserted by ``flush`` before commit
@@ -581,10 +603,15 @@ class Tx:
             )
         )
 
-    def collection(self, party_id: int, kind: str) -> Any:
-        rows = self._fetch("collections", "SELECT * FROM collections WHERE party_id = ? AND kind = ?", (party_id, kind))
-        assert rows, (party_id, kind)
-        return rows[0]
+    def collection(self, party_id: int, kind: str) -> Coll:
+        """A party's inbox or outbox (which every party has)."""
+        key = (party_id, kind)
+        found = self._known_collections.get(key) or self.collection_ids.get(key)
+        if found is None:
+            found = self._scalar("SELECT id FROM collections WHERE party_id = ? AND kind = ?", key)
+            assert found is not None, key
+            found = self.collection_ids[key] = int(found)
+        return Coll(found)
 
     def collection_by_uuid(self, uuid: str) -> Any | None:
         rows = self._fetch("collections", "SELECT * FROM collections WHERE uuid = ?", (uuid,))
@@ -954,6 +981,7 @@ class Tx:
             rows = [(r, snd, o, id_hash(o)) for r, snd, o in self._planned]
             self._planned.clear()
             self._many("INSERT INTO copies (recipient_id, sender_id, orig_id, orig_hash) VALUES (?, ?, ?, ?)", rows)
+        self._write_audit()
         if self._audit is not None and self._audit_dirty:
             tree, exists = self._audit
             packed = f"{tree.size}:{tree.to_bytes().hex()}"
@@ -1089,8 +1117,16 @@ class Tx:
         tree.extend([leaf_hash(r["commitment"]) for r in rows])
         self._audit_dirty = True
         seqs = list(range(start + 1, start + len(rows) + 1))
-        self._insert(s.audit, [r | {"seq": seq} for r, seq in zip(rows, seqs, strict=True)])
+        self._audit_rows += [
+            (r["at"], r["kind"], r["salt"], r["commitment"], r["event"], seq) for r, seq in zip(rows, seqs, strict=True)
+        ]
         return seqs
+
+    def _write_audit(self) -> None:
+        """Write the audit rows appended so far (``append_audit``)."""
+        if self._audit_rows:
+            rows, self._audit_rows = self._audit_rows, []
+            self._many("INSERT INTO audit (at, kind, salt, commitment, event, seq) VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def _audit_tree(self) -> CompactRange:
         """The range, read (and on PostgreSQL locked) at the first use in this transaction."""
@@ -1119,15 +1155,18 @@ class Tx:
         return _load_range(self.get_meta("audit_range"))
 
     def audit_rows(self, up_to: int | None = None) -> list[Row[Any]]:
+        self._write_audit()
         q = select(s.audit).order_by(s.audit.c.seq)
         if up_to is not None:
             q = q.where(s.audit.c.seq <= up_to)
         return list(self.conn.execute(q))
 
     def audit_row(self, seq: int) -> Row[Any] | None:
+        self._write_audit()
         return self.conn.execute(select(s.audit).where(s.audit.c.seq == seq)).first()
 
     def audit_commitments(self, up_to: int) -> list[bytes]:
+        self._write_audit()
         q = select(s.audit.c.commitment).where(s.audit.c.seq <= up_to).order_by(s.audit.c.seq)
         return [bytes(c) for c in self.conn.execute(q).scalars()]
 
@@ -1143,6 +1182,7 @@ class Tx:
 
     def forget_audit_before(self, before: int) -> int:
         """Retention: destroy the salt and event of entries older than ``before``; commitments stay."""
+        self._write_audit()
         a = s.audit
         res = self.conn.execute(update(a).where(a.c.at < before, a.c.salt.is_not(None)).values(salt=None, event=None))
         return int(res.rowcount or 0)
