@@ -69,6 +69,8 @@ log = logging.getLogger("cutout.store")
 #: process stores before it makes sure they have some (``Store._ensure_statistics``)
 PLANNED_TABLES = ("objects", "copies", "releases", "statuses", "audit")
 STATISTICS_AFTER = 1000
+#: SQLite: the pool's size, and at most how many connections the store keeps checked out between calls
+KEPT_CONNECTIONS = 8
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -203,6 +205,8 @@ class Store:
         #: None once it has (see ``_ensure_statistics``)
         self._unplanned: int | None = None if self.is_sqlite else 0
         self._statistics = threading.Lock()
+        #: SQLite: per engine, connections kept checked out between calls (``_connection``)
+        self._kept: dict[Engine, list[Connection]] = {}
         #: (party id, kind) -> the collection's id: a collection, once committed, never changes or goes away
         #: (only its ``last_added`` moves, which ``Tx.add_objects`` reads afresh), so its id is read once
         self._collection_ids: dict[tuple[int, str], int] = {}
@@ -215,8 +219,9 @@ class Store:
         try:
             if self.is_sqlite:
                 sync = sqlite_synchronous.upper()
-                self.engine: Engine = _sqlite_engine(url, sync, sqlite_page_size, wait_ms, 8, 8)
+                self.engine: Engine = _sqlite_engine(url, sync, sqlite_page_size, wait_ms, KEPT_CONNECTIONS, 8)
                 self._no_wait_engine = _sqlite_engine(url, sync, sqlite_page_size, 0, 1, 0)
+                self._kept = {self.engine: [], self._no_wait_engine: []}
             else:
                 # pre-ping: after PostgreSQL restarts, a pooled connection is found dead on checkout and
                 # replaced, instead of failing the request that drew it
@@ -316,9 +321,51 @@ class Store:
             writer.release()
 
     @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A connection for one call of this thread, outside any transaction.
+
+        On SQLite a connection is kept checked out between calls, up to the pool's size, and the next call
+        takes it back: a checkout and a check-in (with the pool's rollback) cost more than the transaction of
+        a small call (a write transaction with nothing in it: 29 against 7 µs; a read: 22 against 5 µs). It
+        is kept only after a call that raised nothing, and only if it is valid and outside any transaction;
+        otherwise it is closed, and goes back to the pool as before, which rolls back what it held. A call
+        that finds none kept checks one out as before (and, under ``no_wait``, finds the one connection in use
+        as before). On PostgreSQL every call checks one out, and the pool's pre-ping checks it first."""
+        engine = self._engine()
+        kept = self._kept.get(engine)
+        if kept is None:
+            with engine.connect() as conn:
+                yield conn
+            return
+        try:
+            conn = kept.pop()
+        except IndexError:
+            conn = engine.connect()
+        ok = False
+        try:
+            yield conn
+            ok = True
+        finally:
+            if (
+                ok
+                and len(kept) < KEPT_CONNECTIONS
+                and not conn.invalidated
+                and not conn.in_transaction()
+                and not conn.connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
+            ):
+                kept.append(conn)
+            else:
+                conn.close()
+
+    def _close_kept(self) -> None:
+        for kept in self._kept.values():
+            while kept:
+                kept.pop().close()
+
+    @contextmanager
     def write(self) -> Iterator[Tx]:
         """A write transaction, committed on leaving the block; one at a time per database."""
-        with self._write_turn(), self._reachable(), self._engine().connect() as conn:
+        with self._write_turn(), self._reachable(), self._connection() as conn:
             conn.execution_options(cutout_write=True)
             with conn.begin():
                 if not self.is_sqlite:
@@ -376,9 +423,11 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        with self._reachable(), self._engine().connect() as conn, conn.begin():
-            tx = Tx(conn, self.is_sqlite, self._collection_ids)
-            yield tx
+        with self._reachable(), self._connection() as conn:
+            conn.execution_options(cutout_write=False)  # a kept connection may have served a write last
+            with conn.begin():
+                tx = Tx(conn, self.is_sqlite, self._collection_ids)
+                yield tx
         self._collection_ids.update(tx.collection_ids)  # a read sees committed collections only
 
     def party_by_token(self, token_hash: str) -> Any | None:
@@ -386,6 +435,16 @@ class Store:
         transaction around it (one statement reads one snapshot). Every request is authenticated first, and
         a read transaction for it cost twice as much (an authentication on SQLite: 60 against 23-28 µs)."""
         sql = "SELECT * FROM parties WHERE token_hash = ?"
+        if self.is_sqlite:
+            with self._reachable(), self._connection() as kept:
+                cur = kept.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cur.execute(sql, (token_hash,))
+                    row = cur.fetchone()
+                    make = _row_maker("parties", tuple(d[0] for d in cur.description), True)
+                finally:
+                    cur.close()
+            return None if row is None else make(row)
         with self._reachable():
             conn = self._engine().raw_connection()
             try:
@@ -467,6 +526,7 @@ class Store:
             conn.close()
 
     def close(self) -> None:
+        self._close_kept()
         self.engine.dispose()
         if self._no_wait_engine is not None:
             self._no_wait_engine.dispose()
