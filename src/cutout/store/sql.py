@@ -431,9 +431,10 @@ class Store:
         self._collection_ids.update(tx.collection_ids)  # a read sees committed collections only
 
     def party_by_token(self, token_hash: str) -> Any | None:
-        """The party row holding a token hash, or None: one statement on a pooled connection, without a
-        transaction around it (one statement reads one snapshot). Every request is authenticated first, and
-        a read transaction for it cost twice as much (an authentication on SQLite: 60 against 23-28 µs)."""
+        """The party row holding a token hash, or None: one statement on a pooled connection (on SQLite one the
+        store keeps: ``_connection``), without a transaction around it (one statement reads one snapshot).
+        Every request is authenticated first, and a read transaction for it cost twice as much (an
+        authentication on SQLite: 60 against 23-28 µs)."""
         sql = "SELECT * FROM parties WHERE token_hash = ?"
         if self.is_sqlite:
             with self._reachable(), self._connection() as kept:
@@ -666,7 +667,9 @@ class Tx:
     def collection(self, party_id: int, kind: str) -> Coll:
         """A party's inbox or outbox (which every party has)."""
         key = (party_id, kind)
-        found = self._known_collections.get(key) or self.collection_ids.get(key)
+        found = self._known_collections.get(key)
+        if found is None:
+            found = self.collection_ids.get(key)
         if found is None:
             found = self._scalar("SELECT id FROM collections WHERE party_id = ? AND kind = ?", key)
             assert found is not None, key
