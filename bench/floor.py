@@ -1,0 +1,157 @@
+"""The writer's share of ingest: what a submission costs the process that holds the write lock, in process.
+
+The ingest target at 1,000 objects per envelope (20,000/s, 50 µs per object) could only be met by a second
+process doing the CPU work that does not need the database: validating the provider's objects, sanitizing
+them and validating the copies (see docs/benchmarks.md, "Each target"). This measures what would be left to
+the one writer even if that work cost nothing: envelopes of the benchmark's objects go straight to
+``cutout.service.Exchange.submit`` (no server, no client) under one agreement that releases at once, three
+ways, each on a new exchange after the same 2,000 objects, with the cyclic collector's heap frozen as
+``cutout serve`` freezes it:
+
+- ``full``: the exchange as it is;
+- ``no-validation``: the provider's objects are not validated (a second process would have done it);
+- ``writer``: neither are they validated, nor sanitized: each copy is the one a first pass made of the same
+  object, with the reader's id put in (what the writer would receive from the second process), so the copy
+  is neither built nor validated again.
+
+CPU time per object of the submissions (``time.process_time``), one line per way and round::
+
+    python -m bench.floor                        # 10,000 objects at 1,000 per envelope, 3 rounds
+    python -m bench.floor --objects 5000 --per 100 --rounds 5
+
+The ``writer`` way replaces ``Sanitizer.sanitize`` and ``Validator.check_all`` on their classes while it
+runs (and puts them back): a measurement, not a mode of the exchange.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.workload import Workload, chunks
+from cutout.model.validate import Validator
+from cutout.sanitize.engine import Sanitizer
+from cutout.service import Exchange
+from cutout.settings import load_settings
+
+WAYS = ("full", "no-validation", "writer")
+WARM = 2_000  # objects stored before the measured ones, as the ingest benchmark's exchange is not empty
+
+
+def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM) -> tuple[float, int]:
+    """CPU µs per object of submitting ``objects[warm:]`` after ``objects[:warm]``, and the copies delivered."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(Path(tmp) / "broker", {}, environ={})
+        Exchange.init(settings, "floor bench")
+        ex = Exchange.open(settings)
+        try:
+            _, token = ex.add_party("Bench Provider", provider=True, consumer=False)
+            ex.add_party("Bench Consumer", provider=False, consumer=True)
+            ex.add_agreement("Bench Provider", "Bench Consumer", delay=0)
+            party = ex.authenticate(None, token)
+            outbox = next(c for c in ex.collections(party) if c.kind == "outbox")
+            for chunk in chunks(objects[:warm], per):
+                ex.submit(party, outbox.uuid, chunk)
+            gc.collect()
+            gc.freeze()
+            try:
+                start = time.process_time()
+                for chunk in chunks(objects[warm:], per):
+                    ex.submit(party, outbox.uuid, chunk)
+                took = time.process_time() - start
+            finally:
+                gc.unfreeze()
+        finally:
+            ex.close()
+        with contextlib.closing(sqlite3.connect(settings.db_url.removeprefix("sqlite:///"))) as db:
+            (delivered,) = db.execute(
+                "SELECT count(*) FROM objects o JOIN collections c ON c.id = o.coll WHERE c.kind = 'inbox'"
+            ).fetchone()
+        return 1e6 * took / (len(objects) - warm), int(delivered)
+
+
+@contextlib.contextmanager
+def without_validation() -> Iterator[None]:
+    """The provider's objects are taken as valid."""
+    check_all = Validator.check_all
+    Validator.check_all = lambda self, objs: []  # type: ignore[method-assign,assignment,misc]
+    try:
+        yield
+    finally:
+        Validator.check_all = check_all  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def recording(made: dict[str, tuple[dict[str, Any] | None, str]]) -> Iterator[None]:
+    """Sanitize as usual, keeping each object's copy (by the original's id)."""
+    sanitize = Sanitizer.sanitize
+
+    def record(self: Sanitizer, obj: Any, **kw: Any) -> tuple[dict[str, Any] | None, str]:
+        made[obj["id"]] = out = sanitize(self, obj, **kw)
+        return out
+
+    Sanitizer.sanitize = record  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Sanitizer.sanitize = sanitize  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def replaying(made: dict[str, tuple[dict[str, Any] | None, str]]) -> Iterator[None]:
+    """Each copy is the recorded one with this reader's id: nothing is sanitized or validated."""
+    sanitize = Sanitizer.sanitize
+
+    def replay(self: Sanitizer, obj: Any, *, keyed: str, **kw: Any) -> tuple[dict[str, Any] | None, str]:
+        out, reason = made[obj["id"]]
+        if out is None:
+            return None, reason
+        copy = dict(out)
+        copy["id"] = keyed
+        return copy, reason
+
+    Sanitizer.sanitize = replay  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Sanitizer.sanitize = sanitize  # type: ignore[method-assign]
+
+
+def measure(objects: int, per: int, rounds: int, warm: int = WARM) -> dict[str, list[tuple[float, int]]]:
+    """Per way, (CPU µs per object, copies delivered) of each round; the ways alternate within a round."""
+    workload = list(Workload().objects(objects + warm))
+    made: dict[str, tuple[dict[str, Any] | None, str]] = {}
+    with recording(made):
+        submit_all(workload, per, warm)  # the copies the writer way replays (not measured)
+    results: dict[str, list[tuple[float, int]]] = {way: [] for way in WAYS}
+    for _ in range(rounds):
+        results["full"].append(submit_all(workload, per, warm))
+        with without_validation():
+            results["no-validation"].append(submit_all(workload, per, warm))
+            with replaying(made):
+                results["writer"].append(submit_all(workload, per, warm))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects", type=int, default=10_000, help="objects measured (after 2,000 more)")
+    parser.add_argument("--per", type=int, default=1000, help="objects per envelope")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    results = measure(args.objects, args.per, args.rounds)
+    for way, runs in results.items():
+        cpu = " / ".join(f"{us:.1f}" for us, _ in runs)
+        copies = sorted({n for _, n in runs})
+        print(f"{way:>14}: {cpu} µs of CPU per object ({args.per} per envelope; copies delivered: {copies})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""bench.floor, the writer's share of ingest: its three ways store the same copies, and the writer way really
+leaves validation and sanitizing out (else its figure would not be what docs/benchmarks.md says it is)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from bench import floor
+from bench.workload import Workload
+
+from cutout.model.validate import Validator
+from cutout.sanitize.engine import Sanitizer
+
+
+def test_every_way_delivers_every_copy() -> None:
+    results = floor.measure(objects=60, per=20, rounds=1, warm=40)
+    assert set(results) == set(floor.WAYS)
+    for runs in results.values():
+        ((cpu, delivered),) = runs
+        assert cpu > 0
+        assert delivered == 100  # every object of the workload goes to the one reader
+
+
+def test_the_writer_way_neither_validates_nor_sanitizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = list(Workload().objects(60))
+    made: dict[str, tuple[dict[str, Any] | None, str]] = {}
+    with floor.recording(made):
+        _, delivered = floor.submit_all(objects, 20, warm=20)
+    assert delivered == 60
+    assert len(made) == 60 and all(out is not None for out, _ in made.values())
+
+    calls = {"check": 0, "sanitize": 0}
+    check, sanitize = Validator.check, Sanitizer._sanitize
+
+    def counted_check(self: Validator, obj: object) -> list[str]:
+        calls["check"] += 1
+        return check(self, obj)
+
+    def counted_sanitize(self: Sanitizer, *args: Any) -> Any:
+        calls["sanitize"] += 1
+        return sanitize(self, *args)
+
+    monkeypatch.setattr(Validator, "check", counted_check)
+    monkeypatch.setattr(Sanitizer, "_sanitize", counted_sanitize)
+    floor.submit_all(objects, 20, warm=20)
+    assert calls["check"] == 120 and calls["sanitize"] == 60  # the full way: both objects of each pair
+    calls.update(check=0, sanitize=0)
+    with floor.without_validation(), floor.replaying(made):
+        _, delivered = floor.submit_all(objects, 20, warm=20)
+    assert delivered == 60
+    assert calls == {"check": 0, "sanitize": 0}
+
+
+def test_the_classes_are_put_back() -> None:
+    check_all, sanitize = Validator.check_all, Sanitizer.sanitize
+    with floor.without_validation(), floor.replaying({}), floor.recording({}):
+        assert Validator.check_all is not check_all and Sanitizer.sanitize is not sanitize
+    assert Validator.check_all is check_all and Sanitizer.sanitize is sanitize
