@@ -311,6 +311,9 @@ def test_a_copy_planned_and_released_in_one_transaction_is_written_once(
         got = {c.orig_id: c.out_id for c in tx.copies(party, other, ["a--1", "b--2", "c--3", "r--1"]).values()}
         assert got == {"a--1": "a--98", "b--2": "b--99", "c--3": None}
         assert tx.conn.exec_driver_sql("SELECT count(*) FROM copies").scalar() == 4
+        # found by the reader's latest id, whichever of the writes above gave it (through its hash)
+        found = {c.out_id: c.orig_id for c in tx.copies_by_out(party, ["a--98", "a--99", "b--99", "c--3", "zz"])}
+        assert found == {"a--98": "a--1", "b--99": "b--2"}
 
 
 def test_releases_due_postpone_drop(store: Store, party: int) -> None:

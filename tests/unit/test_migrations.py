@@ -127,13 +127,15 @@ def test_0004_carries_receipts_ids_and_copies_over_and_back(settings: Settings) 
         store.close()
 
 
-def test_the_hash_0004_stored_is_the_one_the_code_looks_up_by() -> None:
-    """0004 keeps its own copy of ``id_hash``; changing the code's needs a migration that computes it again."""
+def test_the_hash_0004_and_0007_stored_is_the_one_the_code_looks_up_by() -> None:
+    """0004 and 0007 keep their own copy of ``id_hash``; changing the code's needs a migration that computes it
+    again."""
     import importlib
 
-    m = importlib.import_module("cutout.store.migrations.versions.0004_smaller_writes")
-    for stix_id in ("indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f", "x", "é--1", ""):
-        assert m.id_hash(stix_id) == id_hash(stix_id)
+    for name in ("0004_smaller_writes", "0007_copies_by_out_hash"):
+        m = importlib.import_module(f"cutout.store.migrations.versions.{name}")
+        for stix_id in ("indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f", "x", "é--1", ""):
+            assert m.id_hash(stix_id) == id_hash(stix_id)
 
 
 def test_0005_indexes_agreements_by_party_and_goes_back(settings: Settings) -> None:
@@ -151,6 +153,57 @@ def test_0005_indexes_agreements_by_party_and_goes_back(settings: Settings) -> N
         assert {"ix_agreements_provider", "ix_agreements_consumer"} <= indexes()
         downgrade(store, "0004")
         assert not indexes() & {"ix_agreements_provider", "ix_agreements_consumer"}
+        upgrade(store)
+        assert current_revision(store) == head_revision()
+    finally:
+        store.close()
+
+
+def test_0007_finds_copies_by_a_hash_of_the_readers_id_and_goes_back(settings: Settings) -> None:
+    """Every released copy gets the hash of its reader's id and is found by it; held copies stay out of the
+    index; going back restores the index on the ids."""
+    store = Store(settings.db_url)
+    try:
+        if settings.db_url.startswith("sqlite"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+        def index_columns() -> list[str]:
+            (found,) = [ix for ix in inspect(store.engine).get_indexes("copies") if ix["name"] == "ix_copies_out"]
+            return [str(c) for c in found["column_names"]]
+
+        upgrade(store, "0006")
+        assert index_columns() == ["recipient_id", "out_id"]
+        copies = [  # (recipient, sender, orig id, out id): two released to one reader, one to another, one held
+            (2, 1, "indicator--a", "indicator--x"),
+            (2, 1, "indicator--b", "indicator--y"),
+            (3, 1, "indicator--a", "indicator--w"),
+            (2, 1, "indicator--c", None),
+        ]
+        with store.engine.begin() as conn:
+            for r, snd, orig, out in copies:
+                conn.execute(
+                    text(
+                        "INSERT INTO copies (recipient_id, sender_id, orig_id, orig_hash, out_id)"
+                        " VALUES (:r, :s, :o, :h, :out)"
+                    ),
+                    {"r": r, "s": snd, "o": orig, "h": id_hash(orig), "out": out},
+                )
+        upgrade(store, "0007")
+        assert index_columns() == ["recipient_id", "out_hash"]
+        assert _rows(store, "SELECT orig_id, out_id, out_hash FROM copies") == {
+            (orig, out, None if out is None else id_hash(out)) for _, _, orig, out in copies
+        }
+        with store.read() as tx:
+            found = tx.copies_by_out(2, ["indicator--x", "indicator--y", "indicator--w", "indicator--c"])
+            assert sorted(c.orig_id for c in found) == ["indicator--a", "indicator--b"]
+            assert [c.recipient_id for c in tx.copies_by_out(3, ["indicator--w"])] == [3]
+        downgrade(store, "0006")
+        assert index_columns() == ["recipient_id", "out_id"]
+        assert "out_hash" not in {c["name"] for c in inspect(store.engine).get_columns("copies")}
+        assert _rows(store, "SELECT orig_id, out_id FROM copies WHERE recipient_id = 2 AND out_id IS NOT NULL") == {
+            ("indicator--a", "indicator--x"),
+            ("indicator--b", "indicator--y"),
+        }
         upgrade(store)
         assert current_revision(store) == head_revision()
     finally:

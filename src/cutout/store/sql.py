@@ -1006,13 +1006,15 @@ class Tx:
         return out
 
     def copies_by_out(self, recipient_id: int, out_ids: Iterable[str]) -> list[Any]:
+        """The released copies a recipient holds under these ids of its own (through the ids' hashes)."""
         rows: list[Any] = []
-        for chunk in _chunks(sorted(set(out_ids)), 500):
+        for chunk in _chunks(sorted(set(out_ids)), _IDS_PER_QUERY):
+            marks = _marks(chunk)
             rows.extend(
                 self._fetch(
                     "copies",
-                    f"SELECT * FROM copies WHERE recipient_id = ? AND out_id IN ({_marks(chunk)})",
-                    (recipient_id, *chunk),
+                    f"SELECT * FROM copies WHERE recipient_id = ? AND out_hash IN ({marks}) AND out_id IN ({marks})",
+                    (recipient_id, *_ids_params(chunk)),
                 )
             )
         return rows
@@ -1056,25 +1058,26 @@ class Tx:
             self._audit_dirty = False
 
     def record_copies(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Set out_id / created_out / modified_out / origin_version_us of planned copies: one insert of those
-        planned in this transaction, one update of those planned before (one executemany each)."""
+        """Set out_id (with its hash) / created_out / modified_out / origin_version_us of planned copies: one
+        insert of those planned in this transaction, one update of those planned before (one executemany each)."""
         fresh: list[tuple[Any, ...]] = []
         older: list[tuple[Any, ...]] = []
         for r in rows:
             key = (r["recipient_id"], r["sender_id"], r["orig_id"])
-            values = (r["out_id"], r["created_out"], r["modified_out"], r["origin_version_us"])
+            out_id = r["out_id"]
+            values = (out_id, id_hash(out_id), r["created_out"], r["modified_out"], r["origin_version_us"])
             if key in self._planned:
                 del self._planned[key]
                 fresh.append((*key, id_hash(key[2]), *values))
             else:
                 older.append((*values, *key[:2], id_hash(key[2]), key[2]))
         self._many(
-            "INSERT INTO copies (recipient_id, sender_id, orig_id, orig_hash, out_id, created_out, modified_out,"
-            " origin_version_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO copies (recipient_id, sender_id, orig_id, orig_hash, out_id, out_hash, created_out,"
+            " modified_out, origin_version_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             fresh,
         )
         self._many(
-            "UPDATE copies SET out_id = ?, created_out = ?, modified_out = ?, origin_version_us = ?"
+            "UPDATE copies SET out_id = ?, out_hash = ?, created_out = ?, modified_out = ?, origin_version_us = ?"
             " WHERE recipient_id = ? AND sender_id = ? AND orig_hash = ? AND orig_id = ?",
             older,
         )
@@ -1306,8 +1309,8 @@ def _marks(items: Sized) -> str:
 #: a copy planned in the transaction that reads it, not yet written: held, as its row will say
 _HeldCopy = namedtuple(
     "_HeldCopy",
-    "pk recipient_id sender_id orig_id orig_hash out_id created_out modified_out origin_version_us",
-    defaults=(None, None, None, None),
+    "pk recipient_id sender_id orig_id orig_hash out_id created_out modified_out origin_version_us out_hash",
+    defaults=(None, None, None, None, None),
 )
 
 #: ids per statement where each id takes two parameters (below SQLite's old limit of 999 parameters)
