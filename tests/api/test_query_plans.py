@@ -182,3 +182,81 @@ def test_the_operators_agreement_commands_read_the_parties_once(four: Four, trac
     ended = ex.end_agreement(listed[-1]["id"])
     assert whole_party_reads() == 0
     assert (ended["from"], ended["to"]) == (listed[-1]["from"], listed[-1]["to"]) and ended["ended"] is not None
+
+
+#: the indexes of objects a read that names objects by id may go through
+_BY_ID = re.compile(r"\bix_objects_id\b")
+
+
+def test_reads_that_name_objects_by_id_go_through_the_ids_index(four: Four, traced: list[Statement]) -> None:  # noqa: F811
+    """A read of objects by id finds them through ``ix_objects_id`` (collection, id hash, date added), never
+    by reading the collection in date-added order through ``ix_objects_coll_added``: that is a search of an
+    index, which the test above lets pass, yet it reads every object of the collection. SQLite's planner,
+    which has no statistics, takes it whenever it spares itself sorting the few rows of an id (``Tx.page``
+    asks for its ids' rows with ``+o.date_added`` for that reason)."""
+    copies = _intel(four)
+    inbox = four.c1.collection_id("inbox")
+    one, other = (o["id"] for o in copies["c1"][:2])
+    traced.clear()
+    reads: list[tuple[str, dict[str, str], str]] = [  # (path, query, what the answer holds)
+        (f"/collections/{inbox}/objects/{one}/", {}, one),
+        (f"/collections/{inbox}/objects/{one}/", {"match[version]": "all", "added_after": "2026-01-01T00:00:00Z"}, one),
+        (f"/collections/{inbox}/objects/{one}/versions/", {}, '"versions":["'),
+        (f"/collections/{inbox}/objects/", {"match[id]": f"{one},{other}"}, other),
+        (f"/collections/{inbox}/objects/", {"match[id]": one, "match[version]": "first"}, one),
+        (f"/collections/{inbox}/manifest/", {"match[id]": one}, one),
+    ]
+    for path, params, holds in reads:
+        r = four.c1.get(path, params=params)
+        assert r.status_code == 200 and holds in r.text, (path, params, r.text)
+    assert four.p1.send([location(46.2, 33.2, name="valley again")]).status_code == 202  # add_objects' lookups
+    statements = {" ".join(sql.split()): params for sql, params in traced}
+    by_id = [(sql, p) for sql, p in statements.items() if "FROM objects" in sql and "id_hash" in sql]
+    assert len(by_id) >= 5, f"only {len(by_id)} reads of objects by id were traced"
+    url = four.exchange.settings.db_url
+    wrong = _pg_objects_plans(url, by_id) if url.startswith("postgresql") else _sqlite_objects_plans(url, by_id)
+    assert not wrong, "reads of objects by id not through ix_objects_id:\n" + "\n".join(
+        f"{v}: {k}" for k, v in wrong.items()
+    )
+
+
+def _sqlite_objects_plans(url: str, asked: list[Statement]) -> dict[str, list[str]]:
+    """Each statement's steps that read objects other than through ``ix_objects_id`` (or by primary key)."""
+    db = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        wrong: dict[str, list[str]] = {}
+        for sql, params in asked:
+            plan = [str(row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
+            steps = [s for s in plan if re.match(r"(SEARCH|SCAN) (objects|o|o2)\b", s)]
+            bad = [s for s in steps if not _BY_ID.search(s) and "INTEGER PRIMARY KEY" not in s]
+            if bad or not steps:
+                wrong[sql[:300]] = bad or plan
+        return wrong
+    finally:
+        db.close()
+
+
+def _pg_objects_plans(url: str, asked: list[Statement]) -> dict[str, list[str]]:
+    """Each statement's indexes of objects other than ``ix_objects_id`` (and its sequential scans of it)."""
+    wrong: dict[str, list[str]] = {}
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("SET enable_seqscan = off")
+        for sql, params in asked:
+            driver_sql = sql if isinstance(params, dict) else _format_style(sql)
+            (plan,) = db.execute("EXPLAIN (FORMAT JSON) " + driver_sql, params).fetchone()  # type: ignore[misc]
+            used = list(_objects_reads(plan[0]["Plan"]))
+            bad = [u for u in used if u != "ix_objects_id"]
+            if bad or not used:
+                wrong[sql[:300]] = bad or ["no read of objects"]
+    return wrong
+
+
+def _objects_reads(node: dict[str, Any]) -> Iterator[str]:
+    """The index (or "Seq Scan") each read of objects in a plan goes through."""
+    index = node.get("Index Name")
+    if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") == "objects":
+        yield "Seq Scan"
+    elif isinstance(index, str) and index.startswith(("ix_objects", "objects_")):
+        yield index
+    for child in node.get("Plans", ()):
+        yield from _objects_reads(child)
