@@ -203,6 +203,7 @@ def test_reads_that_name_objects_by_id_go_through_the_ids_index(four: Four, trac
         (f"/collections/{inbox}/objects/{one}/", {"match[version]": "all", "added_after": "2026-01-01T00:00:00Z"}, one),
         (f"/collections/{inbox}/objects/{one}/versions/", {}, '"versions":["'),
         (f"/collections/{inbox}/objects/", {"match[id]": f"{one},{other}"}, other),
+        (f"/collections/{inbox}/objects/", {"match[id]": one, "added_after": "2026-01-01T00:00:00Z"}, one),
         (f"/collections/{inbox}/objects/", {"match[id]": one, "match[version]": "first"}, one),
         (f"/collections/{inbox}/manifest/", {"match[id]": one}, one),
     ]

@@ -208,3 +208,25 @@ def test_0007_finds_copies_by_a_hash_of_the_readers_id_and_goes_back(settings: S
         assert current_revision(store) == head_revision()
     finally:
         store.close()
+
+
+def test_0008_indexes_objects_by_id_hash_alone_and_goes_back(settings: Settings) -> None:
+    store = Store(settings.db_url)
+    try:
+        if settings.db_url.startswith("sqlite"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+        def index_columns() -> list[str]:
+            (found,) = [ix for ix in inspect(store.engine).get_indexes("objects") if ix["name"] == "ix_objects_id"]
+            return [str(c) for c in found["column_names"]]
+
+        upgrade(store, "0007")
+        assert index_columns() == ["coll", "id_hash", "date_added"]
+        upgrade(store, "0008")
+        assert index_columns() == ["coll", "id_hash"]
+        downgrade(store, "0007")
+        assert index_columns() == ["coll", "id_hash", "date_added"]
+        upgrade(store)
+        assert current_revision(store) == head_revision()
+    finally:
+        store.close()

@@ -864,17 +864,21 @@ class Tx:
         conds = ["o.coll = ?"]
         params: list[Any] = [coll_id]
         order = "o.date_added"
+        by_id = stix_id is not None or bool(q.ids)
         if q.after >= 0:
-            conds.append("o.date_added > ?")
+            # (by id: "+" keeps SQLite from taking the range through ix_objects_coll_added, see below)
+            conds.append("+o.date_added > ?" if by_id else "o.date_added > ?")
             params.append(q.after)
-        if stix_id is not None:
-            conds.append("o.id_hash = ? AND o.stix_id = ?")
-            params.extend((id_hash(stix_id), stix_id))
-        elif q.ids:
-            conds.append(_by_ids("o.", q.ids))
-            params.extend(_ids_params(q.ids))
-            # sort the few rows of these ids: otherwise SQLite's planner (without ANALYZE) reads the whole
-            # collection in date_added order through ix_objects_coll_added to spare itself that sort
+        if by_id:
+            if stix_id is not None:
+                conds.append("o.id_hash = ? AND o.stix_id = ?")
+                params.extend((id_hash(stix_id), stix_id))
+            else:
+                conds.append(_by_ids("o.", q.ids))
+                params.extend(_ids_params(q.ids))
+            # sort the few rows of these ids (ix_objects_id holds no date_added): otherwise SQLite's planner
+            # (without ANALYZE) reads the whole collection in date_added order through ix_objects_coll_added
+            # to spare itself that sort (tests/api/test_query_plans.py)
             order = "+o.date_added"
         if q.types:
             conds.append(f"o.type IN ({_marks(q.types)})")
