@@ -19,8 +19,8 @@ CPU time per object of the submissions (``time.process_time``), one line per way
     python -m bench.floor                        # 10,000 objects at 1,000 per envelope, 3 rounds
     python -m bench.floor --objects 5000 --per 100 --rounds 5
 
-The ``writer`` way replaces ``Sanitizer.sanitize`` and ``Validator.check_all`` on their classes while it
-runs (and puts them back): a measurement, not a mode of the exchange.
+The ``no-validation`` way replaces ``Validator.check_all``, the ``writer`` way that and ``Sanitizer.sanitize``,
+on their classes while they run (and puts them back): a measurement, not a mode of the exchange.
 """
 
 from __future__ import annotations
