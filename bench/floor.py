@@ -78,18 +78,22 @@ def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM) ->
 
 
 @contextlib.contextmanager
-def without_validation() -> Iterator[None]:
-    """The provider's objects are taken as valid."""
-    check_all = Validator.check_all
-    Validator.check_all = lambda self, objs: []  # type: ignore[method-assign,assignment,misc]
+def _replacing(cls: type, name: str, method: Any) -> Iterator[None]:
+    """``cls.name`` is ``method`` inside the block, and what it was again after it."""
+    before = cls.__dict__[name]
+    setattr(cls, name, method)
     try:
         yield
     finally:
-        Validator.check_all = check_all  # type: ignore[method-assign]
+        setattr(cls, name, before)
 
 
-@contextlib.contextmanager
-def recording(made: dict[str, tuple[dict[str, Any] | None, str]]) -> Iterator[None]:
+def without_validation() -> contextlib.AbstractContextManager[None]:
+    """The provider's objects are taken as valid."""
+    return _replacing(Validator, "check_all", lambda self, objs: [])
+
+
+def recording(made: dict[str, tuple[dict[str, Any] | None, str]]) -> contextlib.AbstractContextManager[None]:
     """Sanitize as usual, keeping each object's copy (by the original's id)."""
     sanitize = Sanitizer.sanitize
 
@@ -97,17 +101,11 @@ def recording(made: dict[str, tuple[dict[str, Any] | None, str]]) -> Iterator[No
         made[obj["id"]] = out = sanitize(self, obj, **kw)
         return out
 
-    Sanitizer.sanitize = record  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Sanitizer.sanitize = sanitize  # type: ignore[method-assign]
+    return _replacing(Sanitizer, "sanitize", record)
 
 
-@contextlib.contextmanager
-def replaying(made: dict[str, tuple[dict[str, Any] | None, str]]) -> Iterator[None]:
+def replaying(made: dict[str, tuple[dict[str, Any] | None, str]]) -> contextlib.AbstractContextManager[None]:
     """Each copy is the recorded one with this reader's id: nothing is sanitized or validated."""
-    sanitize = Sanitizer.sanitize
 
     def replay(self: Sanitizer, obj: Any, *, keyed: str, **kw: Any) -> tuple[dict[str, Any] | None, str]:
         out, reason = made[obj["id"]]
@@ -117,11 +115,7 @@ def replaying(made: dict[str, tuple[dict[str, Any] | None, str]]) -> Iterator[No
         copy["id"] = keyed
         return copy, reason
 
-    Sanitizer.sanitize = replay  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Sanitizer.sanitize = sanitize  # type: ignore[method-assign]
+    return _replacing(Sanitizer, "sanitize", replay)
 
 
 def measure(objects: int, per: int, rounds: int, warm: int = WARM) -> dict[str, list[tuple[float, int]]]:
