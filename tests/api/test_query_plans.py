@@ -107,23 +107,38 @@ def test_every_statement_a_party_causes_reads_through_an_index(four: Four, trace
 _PLANNED = ("SELECT", "UPDATE", "DELETE", "INSERT", "WITH")
 
 
-def _sqlite_scans(url: str, asked: list[Statement]) -> dict[str, list[str]]:
+def _sqlite_plans(url: str, asked: list[Statement]) -> Iterator[tuple[str, list[str]]]:
+    """Each statement with the steps of its plan (``EXPLAIN QUERY PLAN``)."""
     db = sqlite3.connect(url.removeprefix("sqlite:///"))
     try:
-        scans: dict[str, list[str]] = {}
         for sql, params in asked:
-            plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
-            found = [step for step in plan if step.startswith("SCAN") and "CONSTANT ROW" not in step]
-            found = [step for step in found if step.split()[1] not in ALLOWED_SCANS.get(sql, set())]
-            if found:
-                scans[sql[:300]] = found
-        return scans
+            yield sql, [str(row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
     finally:
         db.close()
 
 
-def _pg_scans(url: str, asked: list[Statement]) -> dict[str, list[str]]:
+def _pg_plans(url: str, asked: list[Statement]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each statement with its plan's root (``EXPLAIN (FORMAT JSON)``), sequential scans turned off: a test's
+    tables are small, and without it any table is scanned."""
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("SET enable_seqscan = off")
+        for sql, params in asked:
+            driver_sql = sql if isinstance(params, dict) else _format_style(sql)  # the store's own are qmark
+            (plan,) = db.execute("EXPLAIN (FORMAT JSON) " + driver_sql, params).fetchone()  # type: ignore[misc]
+            yield sql, plan[0]["Plan"]
+
+
+def _sqlite_scans(url: str, asked: list[Statement]) -> dict[str, list[str]]:
     scans: dict[str, list[str]] = {}
+    for sql, plan in _sqlite_plans(url, asked):
+        found = [step for step in plan if step.startswith("SCAN") and "CONSTANT ROW" not in step]
+        found = [step for step in found if step.split()[1] not in ALLOWED_SCANS.get(sql, set())]
+        if found:
+            scans[sql[:300]] = found
+    return scans
+
+
+def _pg_scans(url: str, asked: list[Statement]) -> dict[str, list[str]]:
     with psycopg.connect(url, autocommit=True) as db:
         leading = {  # each index's table and first column: a scan bounded by the index names it in its condition
             index: (table, column)
@@ -133,14 +148,12 @@ def _pg_scans(url: str, asked: list[Statement]) -> dict[str, list[str]]:
                 "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
             ).fetchall()
         }
-        db.execute("SET enable_seqscan = off")  # a test's tables are small: without it, any table is scanned
-        for sql, params in asked:
-            driver_sql = sql if isinstance(params, dict) else _format_style(sql)  # the store's own are qmark
-            (plan,) = db.execute("EXPLAIN (FORMAT JSON) " + driver_sql, params).fetchone()  # type: ignore[misc]
-            allowed = ALLOWED_SCANS.get(sql, set())
-            found = sorted(what for table, what in _whole_reads(plan[0]["Plan"], leading) if table not in allowed)
-            if found:
-                scans[sql[:300]] = found
+    scans: dict[str, list[str]] = {}
+    for sql, plan in _pg_plans(url, asked):
+        allowed = ALLOWED_SCANS.get(sql, set())
+        found = sorted(what for table, what in _whole_reads(plan, leading) if table not in allowed)
+        if found:
+            scans[sql[:300]] = found
     return scans
 
 
@@ -223,32 +236,23 @@ def test_reads_that_name_objects_by_id_go_through_the_ids_index(four: Four, trac
 
 def _sqlite_objects_plans(url: str, asked: list[Statement]) -> dict[str, list[str]]:
     """Each statement's steps that read objects other than through ``ix_objects_id`` (or by primary key)."""
-    db = sqlite3.connect(url.removeprefix("sqlite:///"))
-    try:
-        wrong: dict[str, list[str]] = {}
-        for sql, params in asked:
-            plan = [str(row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
-            steps = [s for s in plan if re.match(r"(SEARCH|SCAN) (objects|o|o2)\b", s)]
-            bad = [s for s in steps if not _BY_ID.search(s) and "INTEGER PRIMARY KEY" not in s]
-            if bad or not steps:
-                wrong[sql[:300]] = bad or plan
-        return wrong
-    finally:
-        db.close()
+    wrong: dict[str, list[str]] = {}
+    for sql, plan in _sqlite_plans(url, asked):
+        steps = [s for s in plan if re.match(r"(SEARCH|SCAN) (objects|o|o2)\b", s)]
+        bad = [s for s in steps if not _BY_ID.search(s) and "INTEGER PRIMARY KEY" not in s]
+        if bad or not steps:
+            wrong[sql[:300]] = bad or plan
+    return wrong
 
 
 def _pg_objects_plans(url: str, asked: list[Statement]) -> dict[str, list[str]]:
     """Each statement's indexes of objects other than ``ix_objects_id`` (and its sequential scans of it)."""
     wrong: dict[str, list[str]] = {}
-    with psycopg.connect(url, autocommit=True) as db:
-        db.execute("SET enable_seqscan = off")
-        for sql, params in asked:
-            driver_sql = sql if isinstance(params, dict) else _format_style(sql)
-            (plan,) = db.execute("EXPLAIN (FORMAT JSON) " + driver_sql, params).fetchone()  # type: ignore[misc]
-            used = list(_objects_reads(plan[0]["Plan"]))
-            bad = [u for u in used if u != "ix_objects_id"]
-            if bad or not used:
-                wrong[sql[:300]] = bad or ["no read of objects"]
+    for sql, plan in _pg_plans(url, asked):
+        used = list(_objects_reads(plan))
+        bad = [u for u in used if u != "ix_objects_id"]
+        if bad or not used:
+            wrong[sql[:300]] = bad or ["no read of objects"]
     return wrong
 
 
