@@ -60,7 +60,7 @@ from cutout.keys import Keys
 from cutout.model.timestamps import floor_us, format_ms, format_us, now_us, parse_us
 from cutout.model.tlp import TLP2_IDS, object_tlp, parse_tlp, tlp_name
 from cutout.policy import Agreement, check_release, coordinates, decide, parse_area
-from cutout.sanitize.engine import FEEDBACK_PROFILES, REQUEST_PROFILES, Sanitizer, label_vocabulary
+from cutout.sanitize.engine import FEEDBACK_PROFILES, REQUEST_PROFILES, Checks, Sanitizer, label_vocabulary
 from cutout.sanitize.ids import keyed_id
 from cutout.sanitize.overrides import OPTIONAL_TYPES, OPTIONS, check_allow, profiles_for
 from cutout.sanitize.profiles import PROFILES
@@ -71,6 +71,7 @@ from cutout.store.schema import SCHEMA_VERSION
 from cutout.store.sql import NewObject, PageQuery
 
 if TYPE_CHECKING:
+    from cutout.model.offload import CheckProcess, DeferredChecks
     from cutout.model.validate import Validator
 
 __all__ = ["Collection", "Exchange", "Page", "Party"]
@@ -81,6 +82,13 @@ RELEASED_TYPES = frozenset(t for t, p in PROFILES.items() if p.released)
 RELEASABLE_TYPES = RELEASED_TYPES | OPTIONAL_TYPES
 MEDIA_STIX = "application/stix+json;version=2.1"
 _NAME_FORBIDDEN = set(':/\\"\n\r\t')
+#: an envelope of at least this many objects has its copies validated by the checking process (when it
+#: runs): below it, handing them over and back costs more than validating them in line
+CHECKS_AFTER = 32
+
+
+class _CheckInProcess(Exception):
+    """The checking process found a copy invalid, or failed: the transaction is done again in process."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +212,8 @@ class Exchange:
         self.store = store
         self.keys = keys
         self._validator = validator
+        #: the child process that validates a large envelope's copies on the second core (``start_checks``)
+        self._checks: CheckProcess | None = None
         self._aead = AESGCM(keys.cursor_key)
         #: collections by uuid: a collection never changes its id, owner or kind, nor goes away
         self._collections: dict[str, Collection] = {}
@@ -293,7 +303,28 @@ class Exchange:
             )
         return cls(settings, store, keys)
 
+    def start_checks(self, wait: bool = True) -> None:
+        """Start the process that validates the copies of large envelopes on another core, if the settings
+        ask for it (``check_process``); ``cutout serve`` does (the app it runs opens the exchange). Until it
+        is up (``wait=False``: it starts on a thread of its own), and without it, every copy is validated in
+        line."""
+        if self.settings.check_process and self._checks is None:
+            from cutout.model.offload import CheckProcess
+
+            self._checks = CheckProcess()
+            if wait:
+                self._checks.start()
+            else:
+                self._checks.start_soon()
+
+    @property
+    def check_process_pid(self) -> int | None:
+        """The checking process's pid while it runs (the benchmark counts its memory with the server's)."""
+        return self._checks.pid if self._checks is not None else None
+
     def close(self) -> None:
+        if self._checks is not None:
+            self._checks.close()
         self.store.close()
 
     # -- parties ------------------------------------------------------------------------------------------
@@ -541,55 +572,75 @@ class Exchange:
             )
         now = self.clock()
         status_id = str(uuid.uuid4())
-        with self.store.write() as tx:
-            kinds = self._classify(tx, party, objects)
-            outbox = tx.collection(party.id, "outbox")
-            new = [_stored(obj) for obj in objects]
-            pks = tx.add_objects(outbox, new, now)
-            fresh = [
-                (pk, obj, kinds[i]) for i, (pk, obj) in enumerate(zip(pks, objects, strict=True)) if pk is not None
-            ]
-            new_fresh = [n for n, pk in zip(new, pks, strict=True) if pk is not None]
-            self._learn_terms(tx, party, objects)
-            held = self._schedule(tx, party, fresh, now)
-            (accepted,) = tx.append_audit(
-                [
-                    audit_row(
-                        "accept",
-                        {
-                            "party": party.id,
-                            "status": status_id,
-                            "objects": [[n.stix_id, n.version] for n in new],
-                            "stored": sum(1 for pk in pks if pk is not None),
-                        },
-                        now,
-                    )
+        checks = self._checks.deferred() if self._checks is not None and len(objects) >= CHECKS_AFTER else None
+        if checks is not None:
+            try:
+                return self._accept(party, objects, now, status_id, checks)
+            except _CheckInProcess:
+                pass  # rolled back: a copy was invalid, or the checking process failed
+        return self._accept(party, objects, now, status_id, None)
+
+    def _accept(
+        self, party: Party, objects: Sequence[Any], now: int, status_id: str, checks: DeferredChecks | None
+    ) -> dict[str, Any]:
+        """``submit``'s transaction. With ``checks``, the copies released at once are validated by the checking
+        process; if it finds one invalid or fails, this raises ``_CheckInProcess`` before the commit (all
+        is rolled back) and ``submit`` does it again with every copy validated in process."""
+        try:
+            with self.store.write() as tx:
+                kinds = self._classify(tx, party, objects)
+                outbox = tx.collection(party.id, "outbox")
+                new = [_stored(obj) for obj in objects]
+                pks = tx.add_objects(outbox, new, now)
+                fresh = [
+                    (pk, obj, kinds[i]) for i, (pk, obj) in enumerate(zip(pks, objects, strict=True)) if pk is not None
                 ]
-            )
-            due_now = [h for h in held if h["due"] <= now]
-            later = [h for h in held if h["due"] > now]
-            tx.hold(later)
-            if due_now:
-                stored = {
-                    pk: (_Source(pk, n.version, n.version_us), obj)
-                    for (pk, obj, _), n in zip(fresh, new_fresh, strict=True)
-                }
-                self._release(tx, due_now, now, stored=stored)
-            unversioned = tx.unversioned_added(outbox.id, (n.stix_id for n in new if not n.version))
-            status = {
-                "id": status_id,
-                "status": "complete",
-                "request_timestamp": format_us(now),
-                "total_count": len(objects),
-                "success_count": len(objects),
-                "successes": [
-                    {"id": n.stix_id, "version": n.version or format_us(unversioned[n.stix_id])} for n in new
-                ],
-                "failure_count": 0,
-                "pending_count": 0,
-            }  # empty failures/pendings lists are omitted (TAXII §2: no empty lists)
-            tx.add_status(status_id, party.id, now, orjson.dumps(status), audit_seq=accepted)
-        return status
+                new_fresh = [n for n, pk in zip(new, pks, strict=True) if pk is not None]
+                self._learn_terms(tx, party, objects)
+                held = self._schedule(tx, party, fresh, now)
+                (accepted,) = tx.append_audit(
+                    [
+                        audit_row(
+                            "accept",
+                            {
+                                "party": party.id,
+                                "status": status_id,
+                                "objects": [[n.stix_id, n.version] for n in new],
+                                "stored": sum(1 for pk in pks if pk is not None),
+                            },
+                            now,
+                        )
+                    ]
+                )
+                due_now = [h for h in held if h["due"] <= now]
+                later = [h for h in held if h["due"] > now]
+                tx.hold(later)
+                if due_now:
+                    stored = {
+                        pk: (_Source(pk, n.version, n.version_us), obj)
+                        for (pk, obj, _), n in zip(fresh, new_fresh, strict=True)
+                    }
+                    self._release(tx, due_now, now, stored=stored, checks=checks)
+                unversioned = tx.unversioned_added(outbox.id, (n.stix_id for n in new if not n.version))
+                status = {
+                    "id": status_id,
+                    "status": "complete",
+                    "request_timestamp": format_us(now),
+                    "total_count": len(objects),
+                    "success_count": len(objects),
+                    "successes": [
+                        {"id": n.stix_id, "version": n.version or format_us(unversioned[n.stix_id])} for n in new
+                    ],
+                    "failure_count": 0,
+                    "pending_count": 0,
+                }  # empty failures/pendings lists are omitted (TAXII §2: no empty lists)
+                tx.add_status(status_id, party.id, now, orjson.dumps(status), audit_seq=accepted)
+                if checks is not None and not checks.all_valid():
+                    raise _CheckInProcess
+            return status
+        finally:
+            if checks is not None:
+                checks.close()
 
     def _classify(self, tx: Tx, party: Party, objects: Sequence[Mapping[str, Any]]) -> list[str]:
         """'intel' or 'feedback' for each object; InvalidContent if the party may not send one of them."""
@@ -955,11 +1006,13 @@ class Exchange:
         now: int,
         recheck: bool = False,
         stored: Mapping[int, tuple[_Source, dict[str, Any]]] | None = None,
+        checks: Checks | None = None,
     ) -> None:
         """Release items now. With ``recheck`` (held items), each intel item is decided again against the
         agreements active now, and goes under the sanitizing options of the agreement that decides it now.
         ``stored``: sources this transaction has just stored, by pk, with their parsed objects (a release in
-        the submission that stored them need not read them back)."""
+        the submission that stored them need not read them back). ``checks``: what validates the copies
+        (the exchange's validator unless given)."""
         stored = stored or {}
         sources: dict[int, Any] = {pk: stored[pk][0] for pk in {i["source_pk"] for i in items} if pk in stored}
         parsed = {pk: stored[pk][1] for pk in sources}
@@ -1032,6 +1085,7 @@ class Exchange:
                 allow,
                 grade,
                 shared=shared,
+                checks=checks,
             )
         for recipient, new in delivered.items():
             # one insert and one delivery event per reader, in its id order: a group per sender, inserted or
@@ -1061,6 +1115,7 @@ class Exchange:
         grade: str | None = None,
         *,
         shared: dict[Any, Any] | None = None,
+        checks: Checks | None = None,
     ) -> list[NewObject]:
         """Release one group: one reader, one sender, one kind (intel, answer, feedback, rfi), one set of
         options. ``grade``: the sender's source reliability, if consumers may see it. Returns the reader's
@@ -1093,7 +1148,7 @@ class Exchange:
         sanitizer = Sanitizer(
             broker_identity=self.identity["id"],
             time_granularity=self.settings.time_granularity,
-            validator=self.validator,
+            validator=checks if checks is not None else self.validator,
             redactor=redactor,
             profiles=profiles,
             bucket_counts=feedback,

@@ -84,6 +84,10 @@ class Settings:
     #: the exchange's label vocabulary, comma-separated: a label equal to one of them (after NFKC and case
     #: folding) is released as written here; every other label is dropped unless an agreement allows "labels"
     label_vocabulary: str = ""
+    #: ``cutout serve`` validates the copies of envelopes of 32 objects or more in a second process, on the
+    #: machine's other core, while it stores them (a copy it finds invalid sends the whole envelope back through
+    #: the validation in process); false: every copy is validated in line
+    check_process: bool = True
 
     @property
     def db_url(self) -> str:

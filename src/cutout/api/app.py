@@ -299,7 +299,8 @@ def parse_envelope(body: bytes) -> list[Any]:
 
 
 def create_app(settings: Settings, exchange: Exchange | None = None, *, run_scheduler: bool = True) -> Starlette:
-    """The ASGI app. Opens the exchange from ``settings`` unless one is given."""
+    """The ASGI app. Opens the exchange from ``settings`` unless one is given (and then starts its checking
+    process, ``check_process``, before it serves)."""
     ex = exchange or Exchange.open(settings)
     root = f"/{settings.api_root}"
     workers = Workers(no_wait=ex.no_wait if ex.can_refuse_to_wait else None)
@@ -537,6 +538,10 @@ def create_app(settings: Settings, exchange: Exchange | None = None, *, run_sche
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await workers.run(ex.warm_up)
+        if exchange is None:
+            # before the first request: a server that answers has its child up. An exchange handed in is the
+            # caller's to start it for (``Exchange.start_checks``): tests, and apps that embed this one
+            await workers.run(ex.start_checks)
         task = asyncio.create_task(_scheduler(ex, workers, settings.scheduler_interval)) if run_scheduler else None
         try:
             yield

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cutout.extensions import REQUEST_TYPE
 from cutout.model.timestamps import ceil_us, floor_us, format_ms, parse_us
@@ -20,18 +20,24 @@ from cutout.sanitize.profiles import PROFILES, T, TypeProfile
 from cutout.sanitize.redact import Redactor
 from cutout.sanitize.vocab import KILL_CHAIN_PHASES, restrict
 
-if TYPE_CHECKING:
-    from cutout.model.validate import Validator
-
 __all__ = [
     "FEEDBACK_PROFILES",
     "PUBLIC_KILL_CHAINS",
     "PUBLIC_REGISTRIES",
     "REQUEST_PROFILES",
+    "Checks",
     "Sanitizer",
     "bucket_count",
     "quantise_confidence",
 ]
+
+
+class Checks(Protocol):
+    """What the sanitizer needs of a validator: everything wrong with one object, ``[]`` when it is valid
+    (:class:`cutout.model.validate.Validator`, or :class:`cutout.model.offload.DeferredChecks`)."""
+
+    def check(self, obj: object) -> list[str]: ...
+
 
 #: external_references kept only from these public registries, only as source_name + external_id, and only
 #: when the id has the registry's own form (so nothing else can be smuggled in it)
@@ -148,7 +154,7 @@ class Sanitizer:
         *,
         broker_identity: str,
         time_granularity: int,
-        validator: Validator,
+        validator: Checks,
         redactor: Redactor,
         profiles: Mapping[str, TypeProfile] = PROFILES,
         bucket_counts: bool = False,

@@ -1,0 +1,309 @@
+"""Validating released copies on a second core while the writer goes on.
+
+Every copy the sanitizer makes is validated before it may be released (fail closed). In a large envelope that
+is about a fifth of what the process holding the write lock spends per object (docs/benchmarks.md, "The
+eleventh round"), and the machine's second core sits idle meanwhile: a client sends an envelope and waits.
+:class:`CheckProcess` is one child process holding its own :class:`~cutout.model.validate.Validator`. A
+release run hands it its copies in chunks as they are made (:class:`DeferredChecks`, given to the sanitizer
+in the validator's place) and asks for the verdicts only before its transaction commits.
+
+The verdicts decide nothing by themselves: if any copy is invalid, or the child does not answer, the caller
+rolls the whole transaction back and does it again with every copy validated in process, as it always did.
+So what is committed is exactly what validating each copy in line would commit; the child only makes the
+common case (every copy valid) cheaper. Its replies are the positions of invalid copies, never messages:
+the run done again in process finds and words them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+__all__ = ["CHUNK", "CheckProcess", "DeferredChecks"]
+
+log = logging.getLogger(__name__)
+
+#: copies sent to the child at a time: large enough that a send is cheap per copy, small enough that the
+#: child starts on the first ones while the writer is still making the rest
+CHUNK = 16
+#: how long the writer waits for the last verdicts before it gives up on the child (and validates in process):
+#: the child needs well under a millisecond for a chunk, and the writer holds the write lock meanwhile
+REPLY_TIMEOUT = 5.0
+#: how long the child may take to start (it imports and compiles the schemas)
+START_TIMEOUT = 30.0
+
+_READY = b"ready"
+
+
+class _Channel:
+    """Length-prefixed messages over a pair of pipes (the child's stdin and stdout)."""
+
+    def __init__(self, reader: int, writer: int) -> None:
+        self._reader, self._writer = reader, writer
+
+    def send_bytes(self, data: bytes) -> None:
+        view = memoryview(len(data).to_bytes(4, "big") + data)
+        while view:
+            view = view[os.write(self._writer, view) :]
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        return bool(select.select([self._reader], [], [], timeout)[0])
+
+    def recv_bytes(self) -> bytes:
+        size = int.from_bytes(self._read(4), "big")
+        return self._read(size)
+
+    def _read(self, n: int) -> bytes:
+        parts: list[bytes] = []
+        while n:
+            part = os.read(self._reader, min(n, 1 << 20))
+            if not part:
+                raise EOFError("the other end closed the pipe")
+            parts.append(part)
+            n -= len(part)
+        return b"".join(parts)
+
+
+def _serve() -> None:
+    """The child (``python -m cutout.model.offload``): validate each chunk of copies that arrives on stdin,
+    answer on stdout with the positions of the invalid ones; end when stdin ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the server: it ends when the server does
+    answers = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # whatever else prints goes to stderr, not into answers
+    from cutout.model.validate import default_validator
+
+    validator = default_validator()
+    channel = _Channel(sys.stdin.fileno(), answers)
+    try:
+        channel.send_bytes(_READY)
+    except OSError:
+        return  # the parent gave up waiting, or ended, while this one started
+    while True:
+        try:
+            data = channel.recv_bytes()
+        except (EOFError, OSError):
+            return  # the parent closed its end or died
+        copies = orjson.loads(data)
+        try:
+            channel.send_bytes(orjson.dumps([i for i, copy in enumerate(copies) if validator.check(copy)]))
+        except OSError:
+            return  # the parent stopped listening (it gave this child up)
+
+
+class DeferredChecks:
+    """A validator for one release run: ``check`` records a copy (sent in chunks) and says nothing is wrong;
+    :meth:`all_valid` says, before the commit, whether the child found every copy valid."""
+
+    def __init__(self, owner: CheckProcess, conn: _Channel) -> None:
+        self._owner = owner
+        self._conn = conn
+        self._chunk: list[Mapping[str, Any]] = []
+        self._sent = 0  # chunks sent whose verdicts are not read yet
+        self._invalid = False  # a verdict named an invalid copy (the rest need not be sent)
+        self._broken = False  # the child failed: no verdict of this run counts
+        self._done = False
+        self.checked = 0  # copies recorded
+
+    def check(self, obj: object) -> list[str]:
+        """Record a copy for the child; nothing is reported now (see :meth:`all_valid`)."""
+        if not isinstance(obj, dict):
+            self._invalid = True  # the sanitizer only makes objects; anything else is validated in process
+            return []
+        self._chunk.append(obj)
+        self.checked += 1
+        if len(self._chunk) >= CHUNK:
+            self._send()
+        return []
+
+    def _send(self) -> None:
+        if not self._chunk or self._invalid or self._broken:
+            self._chunk.clear()
+            return
+        # a copy is final once checked (the sanitizer adds nothing after), so it is serialised as it is now
+        payload = orjson.dumps(self._chunk)
+        self._chunk.clear()
+        try:
+            while self._conn.poll():  # read verdicts already there, so neither side's pipe fills
+                self._verdict(self._conn.recv_bytes())
+            self._conn.send_bytes(payload)
+            self._sent += 1
+        except (OSError, EOFError, ValueError) as exc:
+            self._give_up(f"the checking process is gone ({type(exc).__name__})")
+
+    def _verdict(self, data: bytes) -> None:
+        self._sent -= 1
+        if orjson.loads(data):
+            self._invalid = True
+
+    def _give_up(self, why: str) -> None:
+        if not self._broken:
+            log.warning("%s: the copies are validated in process", why)
+        self._broken = True
+        self._owner.discard(self._conn)
+
+    def all_valid(self) -> bool:
+        """Whether every copy recorded was valid by the child's verdicts. False also when the child failed or
+        did not answer in time: the caller must then validate in process. Ends this run's use of the child
+        (every verdict is read first, so the next run finds the pipe in step)."""
+        if not self._done:
+            self._done = True
+            try:
+                self._send()
+                while self._sent > 0 and not self._broken:
+                    if not self._conn.poll(REPLY_TIMEOUT):
+                        self._give_up(f"the checking process did not answer in {REPLY_TIMEOUT:.0f} s")
+                        break
+                    self._verdict(self._conn.recv_bytes())
+            except (OSError, EOFError, ValueError) as exc:
+                self._give_up(f"the checking process is gone ({type(exc).__name__})")
+            finally:
+                if self._sent == 0 and not self._broken:
+                    self._owner.give_back(self._conn)
+                else:  # verdicts still on their way (the pipe is out of step), or no child
+                    self._broken = True
+                    self._owner.discard(self._conn)
+        return not (self._invalid or self._broken)
+
+    def close(self) -> None:
+        """End this run's use of the child if :meth:`all_valid` did not (the run raised before it)."""
+        if not self._done:
+            self._chunk.clear()  # nobody will read these verdicts
+            self.all_valid()
+
+
+class CheckProcess:
+    """One child process that validates copies (see the module's text); started on demand, restarted after it
+    fails. Thread-safe: one release run uses it at a time (a writer holds the store's write lock, so there is
+    at most one), and a run that finds it busy or gone validates in process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: _Channel | None = None
+        self._in_use = False
+        self._closed = False
+        self._starting = False
+        self._started_once = False  # start() was asked for: a child that is gone is to be replaced
+        self._pending: subprocess.Popen[bytes] | None = None  # a child still starting
+
+    def start(self) -> None:
+        """Start the child now and wait until it can validate (so the first large envelope does not wait)."""
+        with self._lock:
+            self._started_once = True
+            if self._closed or self._starting or (self._proc is not None and self._proc.poll() is None):
+                return
+            self._starting = True
+        try:
+            # a new interpreter that imports only the validator (not multiprocessing's spawn, which would run
+            # the parent's main script again)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cutout.model.offload"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,
+                close_fds=True,
+            )
+            assert proc.stdin is not None
+            assert proc.stdout is not None
+            with self._lock:
+                self._pending = proc
+            channel = _Channel(proc.stdout.fileno(), proc.stdin.fileno())
+            try:
+                ready = channel.poll(START_TIMEOUT) and channel.recv_bytes() == _READY
+            except (OSError, EOFError):
+                ready = False
+            with self._lock:
+                if ready and not self._closed:
+                    self._proc, self._conn = proc, channel
+                    return
+            if not ready and not self._closed:
+                log.warning("the checking process did not start: copies are validated in process")
+            _end(proc)
+        finally:
+            with self._lock:
+                self._starting = False
+                self._pending = None
+
+    def start_soon(self) -> None:
+        """:meth:`start` on a thread of its own: whoever asks goes on without waiting for the child."""
+        if not self._closed and not self._starting:
+            threading.Thread(target=self.start, name="cutout-check-start", daemon=True).start()
+
+    def deferred(self) -> DeferredChecks | None:
+        """Checks for one release run, or None when the child is not running or is in use."""
+        with self._lock:
+            if self._conn is None or self._proc is None or self._proc.poll() is not None:
+                gone = self._conn is not None
+                if gone:
+                    self._stop_locked()
+                restart = gone or self._started_once
+            elif self._in_use:
+                return None
+            else:
+                self._in_use = True
+                return DeferredChecks(self, self._conn)
+        if restart:
+            self.start_soon()
+        return None
+
+    def give_back(self, conn: _Channel) -> None:
+        with self._lock:
+            if conn is self._conn:
+                self._in_use = False
+
+    def discard(self, conn: _Channel) -> None:
+        """Stop a child that failed or is out of step; the next :meth:`start` makes a new one."""
+        with self._lock:
+            if conn is not self._conn:
+                return
+            self._stop_locked()
+
+    def _stop_locked(self) -> None:
+        proc = self._proc
+        self._conn = self._proc = None
+        self._in_use = False
+        if proc is not None:
+            _end(proc)
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        with self._lock:
+            return None if self._proc is None else int(self._proc.pid)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._stop_locked()
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.kill()  # still starting: its starter sees the exchange closed and reaps it
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """Close the child's stdin (it reads the end and exits), wait a little, then kill it."""
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+    try:
+        proc.wait(2)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(2)
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,342 @@
+"""The checking process (``check_process``): a large envelope's copies validated on a second core.
+
+What it must never change is what is committed: these tests run the same envelopes through an exchange that
+validates every copy in line and through an identical one (same database, same keys, same clock) that hands
+them to the child, and compare what each stored. They also make the child find a copy invalid, fail, and
+die, and check that each time the transaction is done again in process, whole and once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench.workload import Workload
+
+from cutout.keys import Keys
+from cutout.model import offload
+from cutout.model.offload import CheckProcess, DeferredChecks
+from cutout.model.validate import default_validator
+from cutout.sanitize import engine
+from cutout.service import CHECKS_AFTER, Exchange
+from cutout.settings import Settings, load_settings
+from cutout.store import Store
+
+T0 = 1_795_000_000_000_000  # a fixed clock: both exchanges stamp and key alike
+BROKEN = "203.0.113.99"  # an indicator watching this address gets a copy whose pattern is broken (see broken_copies)
+
+
+@pytest.fixture(scope="module")
+def child() -> Iterator[CheckProcess]:
+    checks = CheckProcess()
+    checks.start()
+    assert checks.running
+    yield checks
+    checks.close()
+
+
+def _valid_copies(n: int) -> list[dict[str, Any]]:
+    return [o for o in Workload().objects(n) if o["type"] != "sighting"]
+
+
+# -- the child on its own -------------------------------------------------------------------------------------
+
+
+def test_the_child_finds_what_the_validator_finds(child: CheckProcess) -> None:
+    copies = _valid_copies(60)
+    bad = dict(next(o for o in copies if o["type"] == "indicator"), pattern="[ipv4-addr:value = ")
+    assert default_validator().check(bad)  # the validator in process refuses it
+    run = child.deferred()
+    assert run is not None
+    assert child.deferred() is None  # one run at a time: a second writer would validate in process
+    for obj in copies:
+        assert run.check(obj) == []
+    assert run.checked == len(copies)
+    assert run.all_valid()
+
+    run = child.deferred()
+    assert run is not None
+    for obj in [*copies[:40], bad, *copies[40:]]:  # the invalid one is in the third chunk of the run
+        run.check(obj)
+    assert not run.all_valid()
+    run = child.deferred()  # the child is still usable: its answers were read to the last
+    assert run is not None
+    run.check(copies[0])
+    assert run.all_valid()
+
+
+def test_a_run_that_ends_early_hands_the_child_back(child: CheckProcess) -> None:
+    run = child.deferred()
+    assert run is not None
+    for obj in _valid_copies(40):
+        run.check(obj)  # two chunks sent, their verdicts not read
+    run.close()  # the writer raised before asking for the verdicts
+    again = child.deferred()
+    assert again is not None, "the child was not given back"
+    again.check(_valid_copies(10)[0])
+    assert again.all_valid()
+
+
+def test_a_child_that_dies_is_replaced_and_nothing_is_taken_as_valid() -> None:
+    checks = CheckProcess()
+    checks.start()
+    try:
+        pid = checks.pid
+        run = checks.deferred()
+        assert run is not None and pid is not None
+        for obj in _valid_copies(20):
+            run.check(obj)
+        checks._proc.kill()  # type: ignore[union-attr]  # the child dies mid-run
+        checks._proc.wait()  # type: ignore[union-attr]
+        for obj in _valid_copies(40):
+            run.check(obj)
+        assert not run.all_valid()  # no verdict is no verdict: the caller validates in process
+        assert checks.deferred() is None  # gone: the run after validates in process and a new child starts
+        deadline = time.monotonic() + 60
+        while not checks.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert checks.running and checks.pid != pid
+        run = checks.deferred()
+        assert run is not None
+        run.check(_valid_copies(10)[0])
+        assert run.all_valid()
+    finally:
+        checks.close()
+    assert not checks.running
+
+
+def test_a_child_that_does_not_answer_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    checks = CheckProcess()
+    checks.start()
+    try:
+        run = checks.deferred()
+        assert run is not None
+        checks._proc.send_signal(19)  # type: ignore[union-attr]  # SIGSTOP: alive, silent
+        monkeypatch.setattr(offload, "REPLY_TIMEOUT", 0.5)
+        for obj in _valid_copies(20):
+            run.check(obj)
+        started = time.monotonic()
+        assert not run.all_valid()
+        assert time.monotonic() - started < 10
+        assert not checks.running  # stopped; the next run starts a new one
+    finally:
+        checks.close()
+
+
+# -- the exchange: the same commits either way ----------------------------------------------------------------
+
+
+def _twin_brokers(tmp_path: Path) -> tuple[Settings, Settings]:
+    """Two brokers that are one: a provider, two consumers (one of them under an agreement that releases
+    labels, so an object's copy is shared between readers and made twice otherwise), copied file by file."""
+    first = load_settings(tmp_path / "inline", {"check_process": False}, environ={})
+    Exchange.init(first, "twin")
+    ex = Exchange.open(first)
+    try:
+        _, token = ex.add_party("Provider", provider=True, consumer=False)
+        for name in ("Reader A", "Reader B"):
+            ex.add_party(name, provider=False, consumer=True)
+        ex.add_agreement("Provider", "Reader A", delay=0)
+        ex.add_agreement("Provider", "Reader B", delay=0, allow=("labels",))
+        (first.data_dir / "token").write_text(token)
+    finally:
+        ex.close()
+    shutil.copytree(first.data_dir, tmp_path / "offload")
+    second = load_settings(tmp_path / "offload", {"check_process": True}, environ={})
+    return first, second
+
+
+def _open(settings: Settings) -> Exchange:
+    ex = Exchange(settings, Store.for_settings(settings), Keys.load(settings.data_dir), clock=lambda: T0)
+    ex.start_checks()
+    return ex
+
+
+def _stored(ex: Exchange) -> dict[str, Any]:
+    """What the exchange committed: every collection's rows, the copies' bookkeeping, the audit events (without
+    the status ids, which are random), the statuses' bodies (likewise)."""
+    with ex.store.read() as tx:
+        conn = tx.conn
+        objects = sorted(
+            (c, s, v, bytes(b))
+            for c, s, v, b in conn.exec_driver_sql("SELECT coll, stix_id, version, body FROM objects").fetchall()
+        )
+        copies = sorted(
+            tuple(r)
+            for r in conn.exec_driver_sql(
+                "SELECT recipient_id, sender_id, orig_id, out_id, created_out, modified_out FROM copies"
+            ).fetchall()
+        )
+        statuses = conn.exec_driver_sql("SELECT count(*) FROM statuses").scalar_one()
+    events = []
+    for row in ex.audit_rows():
+        event = row["event"]
+        if row["kind"] == "accept":
+            event = {k: v for k, v in event.items() if k != "status"}
+        events.append((row["seq"], row["kind"], event))
+    return {"objects": objects, "copies": copies, "statuses": statuses, "events": events}
+
+
+def _envelopes() -> list[list[dict[str, Any]]]:
+    objects = Workload().objects(240)
+    for i, obj in enumerate(objects):
+        if obj["type"] in ("indicator", "threat-actor") and i % 3 == 0:
+            obj["labels"] = ["phishing", f"campaign {i}"]  # released to reader B only
+    return [objects[:100], objects[100:140], objects[140:220], objects[220:]]  # the last under CHECKS_AFTER
+
+
+def _run_both(
+    tmp_path: Path, envelopes: list[list[dict[str, Any]]] | None = None
+) -> tuple[dict[str, Any], dict[str, Any], Exchange]:
+    """The envelopes (``_envelopes()`` unless given) through both twins; the second is returned open."""
+    envelopes = envelopes or _envelopes()
+    inline_settings, offload_settings = _twin_brokers(tmp_path)
+    token = (inline_settings.data_dir / "token").read_text()
+    results = []
+    offloaded = None
+    for settings in (inline_settings, offload_settings):
+        ex = _open(settings)
+        try:
+            party = ex.authenticate(None, token)
+            outbox = next(c for c in ex.collections(party) if c.kind == "outbox")
+            for envelope in envelopes:
+                ex.submit(party, outbox.uuid, envelope)
+            results.append(_stored(ex))
+        finally:
+            if settings.check_process:
+                offloaded = ex
+            else:
+                ex.close()
+    assert offloaded is not None
+    return results[0], results[1], offloaded
+
+
+def test_an_exchange_that_offloads_commits_what_one_that_does_not_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[bool] = []
+    all_valid = DeferredChecks.all_valid
+
+    def counted(self: DeferredChecks) -> bool:
+        verdict = all_valid(self)
+        runs.append(verdict)
+        return verdict
+
+    monkeypatch.setattr(DeferredChecks, "all_valid", counted)
+    inline, offloaded, ex = _run_both(tmp_path)
+    try:
+        assert ex._checks is not None and ex._checks.running
+        assert runs == [True, True, True]  # three envelopes of CHECKS_AFTER objects or more, each found valid
+        assert CHECKS_AFTER > 240 - 220
+        assert offloaded == inline
+        assert len(inline["objects"]) > 2 * 240  # the originals, and copies for both readers
+        assert len({o[0] for o in inline["objects"]}) == 3
+    finally:
+        ex.close()
+
+
+def _break_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sanitizer (in this process) makes an invalid copy of the indicator watching BROKEN: a pattern cut
+    short. Its original is valid, so it is accepted; only the copy is refused."""
+    restrict = engine.restrict
+
+    def broken(stix_type: str, name: str, value: Any) -> Any:
+        if name == "pattern" and BROKEN in str(value):
+            return "[ipv4-addr:value = "
+        return restrict(stix_type, name, value)
+
+    monkeypatch.setattr(engine, "restrict", broken)
+
+
+def _with_broken_indicator() -> list[list[dict[str, Any]]]:
+    envelopes = _envelopes()
+    target = next(o for o in envelopes[0] if o["type"] == "indicator")
+    target["pattern"] = f"[ipv4-addr:value = '{BROKEN}']"
+    return envelopes
+
+
+def test_a_copy_the_child_finds_invalid_is_withheld_as_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _break_copies(monkeypatch)
+    verdicts: list[bool] = []
+    all_valid = DeferredChecks.all_valid
+
+    def counted(self: DeferredChecks) -> bool:
+        verdict = all_valid(self)
+        verdicts.append(verdict)
+        return verdict
+
+    monkeypatch.setattr(DeferredChecks, "all_valid", counted)
+    inline, offloaded, ex = _run_both(tmp_path, _with_broken_indicator())
+    try:
+        assert verdicts == [False, True, True]  # the first envelope was done again in process
+        assert offloaded == inline
+        withheld = [
+            w
+            for _, kind, event in inline["events"]
+            if kind == "release"
+            for w in event["withheld"]
+            if "would not be valid STIX" in w[1]
+        ]
+        assert len(withheld) == 2  # the broken copy, for each reader, with the validator's words
+        assert offloaded["statuses"] == 4  # each envelope accepted once
+        accepts = [e for _, kind, e in offloaded["events"] if kind == "accept"]
+        assert len(accepts) == 4
+    finally:
+        ex.close()
+
+
+def test_a_child_that_dies_mid_envelope_changes_nothing_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _break_copies(monkeypatch)  # and the copy the child never judges is invalid: no verdict must not mean valid
+    killed: list[int] = []
+    check = DeferredChecks.check
+
+    def dying(self: DeferredChecks, obj: object) -> list[str]:
+        if not killed:
+            proc = self._owner._proc
+            assert proc is not None
+            proc.kill()
+            proc.wait()
+            killed.append(proc.pid)
+        return check(self, obj)
+
+    monkeypatch.setattr(DeferredChecks, "check", dying)
+    inline, offloaded, ex = _run_both(tmp_path, _with_broken_indicator())
+    try:
+        assert killed
+        assert offloaded == inline
+        assert offloaded["statuses"] == 4
+    finally:
+        ex.close()
+
+
+def test_small_envelopes_and_an_exchange_without_the_child_validate_in_line(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "b", {"check_process": False}, environ={})
+    Exchange.init(settings, "b")
+    ex = Exchange.open(settings)
+    try:
+        ex.start_checks()
+        assert ex._checks is None and ex.check_process_pid is None  # the setting says no
+    finally:
+        ex.close()
+
+
+def test_the_child_ends_with_the_exchange(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "b", {"check_process": True}, environ={})
+    Exchange.init(settings, "b")
+    ex = Exchange.open(settings)
+    ex.start_checks()
+    pid = ex.check_process_pid
+    assert pid is not None and Path(f"/proc/{pid}").exists()
+    checks = ex._checks
+    assert checks is not None
+    proc = checks._proc
+    ex.close()
+    assert proc is not None and proc.poll() is not None  # ended (and reaped), not left behind

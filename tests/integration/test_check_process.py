@@ -1,0 +1,66 @@
+"""``cutout serve`` validates a large envelope's copies in its checking process: a real server, taxii2-client."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from taxii2client.v21 import Collection
+
+from cutout.demo.server import start_server
+
+from .support import TAXII, Broker, coll_path, indicator, make_broker, read_all
+
+pytestmark = pytest.mark.integration
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _checking_process(pid: int, wait: float = 60.0) -> int:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for child in _children(pid):
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"cutout.model.offload" in cmdline:
+                return child
+        time.sleep(0.05)
+    raise AssertionError("cutout serve started no checking process")
+
+
+def test_the_server_checks_copies_in_a_second_process_and_ends_it(tmp_path: Path) -> None:
+    broker: Broker = make_broker(tmp_path / "broker")
+    provider, consumer = broker.pair("Offload")
+    broker.server = start_server(broker.data_dir)
+    try:
+        child = _checking_process(broker.server.proc.pid)
+        objects = [indicator(n) for n in range(200)]
+        outbox = broker.root + coll_path(broker, provider, "outbox", "")
+        with Collection(outbox, user=provider.name, password=provider.token) as coll:
+            status = coll.add_objects(orjson.dumps({"objects": objects}).decode())
+        assert status.status == "complete" and status.success_count == 200
+        got = read_all(broker, consumer)
+        assert len(got) == 200
+        assert {o["name"] for o in got} == {o["name"] for o in objects}
+        assert Path(f"/proc/{child}").exists()  # the same child served the envelope: it did not fail
+        with broker.http(consumer) as h:
+            assert h.get("collections/", headers={"Accept": TAXII}).status_code == 200
+    finally:
+        broker.server.stop()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists(), "the checking process outlived the server"
+    broker.check_log()  # nothing went wrong on either side (the child writes to the server's log)
