@@ -4,17 +4,21 @@ The ingest target at 1,000 objects per envelope (20,000/s, 50 µs per object) co
 process doing the CPU work that does not need the database: validating the provider's objects, sanitizing
 them and validating the copies (see docs/benchmarks.md, "Each target"). This measures what would be left to
 the one writer even if that work cost nothing: envelopes of the benchmark's objects go straight to
-``cutout.service.Exchange.submit`` (no server, no client) under one agreement that releases at once, three
+``cutout.service.Exchange.submit`` (no server, no client) under one agreement that releases at once, four
 ways, each on a new exchange after the same 2,000 objects, with the cyclic collector's heap frozen as
 ``cutout serve`` freezes it:
 
-- ``full``: the exchange as it is;
+- ``full``: the exchange as it is, every copy validated in line;
+- ``checked``: as ``cutout serve`` runs it, with the checking process validating the copies of each envelope
+  on the other core (``cutout.model.offload``; its own CPU is not in this process's figure, so read its
+  wall time);
 - ``no-validation``: the provider's objects are not validated (a second process would have done it);
 - ``writer``: neither are they validated, nor sanitized: each copy is the one a first pass made of the same
   object, with the reader's id put in (what the writer would receive from the second process), so the copy
   is neither built nor validated again.
 
-CPU time per object of the submissions (``time.process_time``), one line per way and round::
+CPU time per object of the submissions in this process (``time.process_time``) and wall time per object,
+one line per way, one figure per round::
 
     python -m bench.floor                        # 10,000 objects at 1,000 per envelope, 3 rounds
     python -m bench.floor --objects 5000 --per 100 --rounds 5
@@ -33,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.workload import Workload, chunks
 from cutout.model.validate import Validator
@@ -41,17 +45,25 @@ from cutout.sanitize.engine import Sanitizer
 from cutout.service import Exchange
 from cutout.settings import load_settings
 
-WAYS = ("full", "no-validation", "writer")
+WAYS = ("full", "checked", "no-validation", "writer")
 WARM = 2_000  # objects stored before the measured ones, as the ingest benchmark's exchange is not empty
 
 
-def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM) -> tuple[float, int]:
-    """CPU µs per object of submitting ``objects[warm:]`` after ``objects[:warm]``, and the copies delivered."""
+class Run(NamedTuple):
+    cpu: float  # µs of this process's CPU per object
+    wall: float  # µs per object
+    delivered: int  # copies in the reader's inbox at the end
+
+
+def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM, checked: bool = False) -> Run:
+    """Submitting ``objects[warm:]`` after ``objects[:warm]``, per object; with ``checked``, the checking
+    process validates the copies (started before the first envelope, as ``cutout serve`` starts it)."""
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(Path(tmp) / "broker", {}, environ={})
+        settings = load_settings(Path(tmp) / "broker", {"check_process": checked}, environ={})
         Exchange.init(settings, "floor bench")
         ex = Exchange.open(settings)
         try:
+            ex.start_checks()
             _, token = ex.add_party("Bench Provider", provider=True, consumer=False)
             ex.add_party("Bench Consumer", provider=False, consumer=True)
             ex.add_agreement("Bench Provider", "Bench Consumer", delay=0)
@@ -62,10 +74,10 @@ def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM) ->
             gc.collect()
             gc.freeze()
             try:
-                start = time.process_time()
+                start, started = time.process_time(), time.perf_counter()
                 for chunk in chunks(objects[warm:], per):
                     ex.submit(party, outbox.uuid, chunk)
-                took = time.process_time() - start
+                took, elapsed = time.process_time() - start, time.perf_counter() - started
             finally:
                 gc.unfreeze()
         finally:
@@ -74,7 +86,8 @@ def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM) ->
             (delivered,) = db.execute(
                 "SELECT count(*) FROM objects o JOIN collections c ON c.id = o.coll WHERE c.kind = 'inbox'"
             ).fetchone()
-        return 1e6 * took / (len(objects) - warm), int(delivered)
+        n = len(objects) - warm
+        return Run(1e6 * took / n, 1e6 * elapsed / n, int(delivered))
 
 
 @contextlib.contextmanager
@@ -118,15 +131,16 @@ def replaying(made: dict[str, tuple[dict[str, Any] | None, str]]) -> contextlib.
     return _replacing(Sanitizer, "sanitize", replay)
 
 
-def measure(objects: int, per: int, rounds: int, warm: int = WARM) -> dict[str, list[tuple[float, int]]]:
-    """Per way, (CPU µs per object, copies delivered) of each round; the ways alternate within a round."""
+def measure(objects: int, per: int, rounds: int, warm: int = WARM) -> dict[str, list[Run]]:
+    """Per way, the :class:`Run` of each round; the ways alternate within a round."""
     workload = list(Workload().objects(objects + warm))
     made: dict[str, tuple[dict[str, Any] | None, str]] = {}
     with recording(made):
         submit_all(workload, per, warm)  # the copies the writer way replays (not measured)
-    results: dict[str, list[tuple[float, int]]] = {way: [] for way in WAYS}
+    results: dict[str, list[Run]] = {way: [] for way in WAYS}
     for _ in range(rounds):
         results["full"].append(submit_all(workload, per, warm))
+        results["checked"].append(submit_all(workload, per, warm, checked=True))
         with without_validation():
             results["no-validation"].append(submit_all(workload, per, warm))
             with replaying(made):
@@ -142,9 +156,13 @@ def main() -> None:
     args = parser.parse_args()
     results = measure(args.objects, args.per, args.rounds)
     for way, runs in results.items():
-        cpu = " / ".join(f"{us:.1f}" for us, _ in runs)
-        copies = sorted({n for _, n in runs})
-        print(f"{way:>14}: {cpu} µs of CPU per object ({args.per} per envelope; copies delivered: {copies})")
+        cpu = " / ".join(f"{r.cpu:.1f}" for r in runs)
+        wall = " / ".join(f"{r.wall:.1f}" for r in runs)
+        copies = sorted({r.delivered for r in runs})
+        print(
+            f"{way:>14}: {cpu} µs of CPU and {wall} µs of wall time per object"
+            f" ({args.per} per envelope; copies delivered: {copies})"
+        )
 
 
 if __name__ == "__main__":

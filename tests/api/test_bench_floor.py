@@ -9,6 +9,7 @@ import pytest
 from bench import floor
 from bench.workload import Workload
 
+from cutout.model.offload import DeferredChecks
 from cutout.model.validate import Validator
 from cutout.sanitize.engine import Sanitizer
 
@@ -17,8 +18,8 @@ def test_every_way_delivers_every_copy() -> None:
     results = floor.measure(objects=60, per=20, rounds=1, warm=40)
     assert set(results) == set(floor.WAYS)
     for runs in results.values():
-        ((cpu, delivered),) = runs
-        assert cpu > 0
+        ((cpu, wall, delivered),) = runs
+        assert cpu > 0 and wall > 0
         assert delivered == 100  # every object of the workload goes to the one reader
 
 
@@ -26,7 +27,7 @@ def test_the_writer_way_neither_validates_nor_sanitizes(monkeypatch: pytest.Monk
     objects = list(Workload().objects(60))
     made: dict[str, tuple[dict[str, Any] | None, str]] = {}
     with floor.recording(made):
-        _, delivered = floor.submit_all(objects, 20, warm=20)
+        delivered = floor.submit_all(objects, 20, warm=20).delivered
     assert delivered == 60
     assert len(made) == 60 and all(out is not None for out, _ in made.values())
 
@@ -47,9 +48,27 @@ def test_the_writer_way_neither_validates_nor_sanitizes(monkeypatch: pytest.Monk
     assert calls["check"] == 120 and calls["sanitize"] == 60  # the full way: both objects of each pair
     calls.update(check=0, sanitize=0)
     with floor.without_validation(), floor.replaying(made):
-        _, delivered = floor.submit_all(objects, 20, warm=20)
+        delivered = floor.submit_all(objects, 20, warm=20).delivered
     assert delivered == 60
     assert calls == {"check": 0, "sanitize": 0}
+
+
+def test_the_checked_way_hands_the_copies_to_the_checking_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    verdicts: list[bool] = []
+    all_valid = DeferredChecks.all_valid
+
+    def counted(self: DeferredChecks) -> bool:
+        verdicts.append(all_valid(self))
+        return verdicts[-1]
+
+    monkeypatch.setattr(DeferredChecks, "all_valid", counted)
+    objects = list(Workload().objects(100))
+    run = floor.submit_all(objects, 50, warm=50, checked=True)
+    assert run.delivered == 100
+    assert verdicts == [True, True]  # each envelope's copies, found valid by the child
+    verdicts.clear()
+    assert floor.submit_all(objects, 50, warm=50).delivered == 100
+    assert verdicts == []  # the full way validates in line
 
 
 def test_the_classes_are_put_back() -> None:
