@@ -10,6 +10,7 @@ stix2-validator raises instead of answering, the object counts as refused.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import random
 import uuid
@@ -565,6 +566,20 @@ def test_systematic_mutations_agree(validator: Validator) -> None:
     accepted, refused = assert_same_verdicts(validator, corpus)
     assert len(corpus) > 3000
     assert accepted > 300 and refused > 2000
+
+
+def test_a_lazy_validator_says_what_the_eager_one_says(validator: Validator) -> None:
+    """The checking process compiles each type's schema when it first sees the type (``lazy=True``): its
+    messages must be the eager validator's, word for word, including for 2.0 bundles and unknown types."""
+    bases: dict[str, dict[str, Any]] = {}
+    corpus = base_corpus()
+    for obj in corpus:
+        bases.setdefault(obj["type"], obj)
+    objs = [*corpus, *(m for base in bases.values() for m in itertools.islice(mutations(base), 40))]
+    lazy = Validator(lazy=True)
+    assert len(lazy._v21.validators._done) == 0  # type: ignore[attr-defined]  # nothing compiled yet
+    assert [lazy.check(o) for o in objs] == [validator.check(o) for o in objs]
+    assert 0 < len(lazy._v21.validators._done) < len(lazy._v21.validators)  # type: ignore[attr-defined]
 
 
 def test_targeted_scenarios_agree(validator: Validator) -> None:

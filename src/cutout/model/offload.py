@@ -79,9 +79,9 @@ def _serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the server: it ends when the server does
     answers = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # whatever else prints goes to stderr, not into answers
-    from cutout.model.validate import default_validator
+    from cutout.model.validate import Validator
 
-    validator = default_validator()
+    validator = Validator(lazy=True)  # a copy is of a released type: those types' schemas only
     channel = _Channel(sys.stdin.fileno(), answers)
     try:
         channel.send_bytes(_READY)

@@ -32,7 +32,7 @@ import json
 import re
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -263,10 +263,34 @@ def _offline(uri: str) -> JSON:
     raise LookupError(f"schema {uri} is not bundled with stix2validator")
 
 
-class _SchemaSet:
-    """Compiled validators for one ``schemas-<version>`` tree of stix2validator, keyed by file name."""
+class _Compiled(Mapping[str, Any]):
+    """Validators compiled on first use, by file name (a :class:`Validator` made with ``lazy=True``)."""
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, names: Iterable[str], compile_one: Callable[[str], Any]) -> None:
+        self._names = frozenset(names)
+        self._compile = compile_one
+        self._done: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        found = self._done.get(name)
+        if found is None:
+            if name not in self._names:
+                raise KeyError(name)
+            found = self._done[name] = self._compile(name)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class _SchemaSet:
+    """Compiled validators for one ``schemas-<version>`` tree of stix2validator, keyed by file name: all of
+    them at once, or (``lazy``) each on first use."""
+
+    def __init__(self, version: str, lazy: bool = False) -> None:
         base = _SCHEMA_BASE / f"schemas-{version}" / "schemas"
         self.pattern_sources: dict[str, str] = {}
         formats: set[str] = set()
@@ -278,9 +302,10 @@ class _SchemaSet:
         bundle = documents["bundle"][1]
         bundle["properties"]["objects"] = {"objects": {"type": "array", "minItems": 1}}
         registry = jsonschema_rs.Registry([(uri, doc) for uri, doc in documents.values()], retriever=_offline)
-        self.validators: dict[str, Any] = {
-            stem: jsonschema_rs.Draft202012Validator(
-                doc,
+
+        def compile_one(stem: str) -> Any:
+            return jsonschema_rs.Draft202012Validator(
+                documents[stem][1],
                 registry=registry,
                 retriever=_offline,
                 validate_formats=True,
@@ -288,8 +313,10 @@ class _SchemaSet:
                 pattern_options=jsonschema_rs.RegexOptions(),
                 keywords={_PYTHON_PATTERN: _PythonPattern},
             )
-            for stem, (_uri, doc) in documents.items()
-        }
+
+        self.validators: Mapping[str, Any] = (
+            _Compiled(documents, compile_one) if lazy else {stem: compile_one(stem) for stem in documents}
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1277,15 +1304,25 @@ def _has_odd_observable_ids(inst: dict[str, JSON]) -> bool:
 class Validator:
     """Validates STIX 2.1 objects with the same verdict as ``stix2-validator`` (default options)."""
 
-    def __init__(self) -> None:
-        self._v21 = _SchemaSet("2.1")
+    def __init__(self, lazy: bool = False) -> None:
+        """``lazy``: compile each type's schema when an object of that type first comes (the checking process,
+        which sees the released types only, so holds a few of them instead of all); by default all at once."""
+        self._lazy = lazy
+        self._v21 = _SchemaSet("2.1", lazy)
         self._v20: _SchemaSet | None = None
         # types whose schema alone decides (no embedded observables or bundle members to validate)
-        self._v21_by_type: dict[str, Any] = {
-            kind: validator
-            for kind, validator in self._v21.validators.items()
-            if kind not in ("observed-data", "bundle")
-        }
+        self._v21_by_type: Mapping[str, Any] = (
+            _Compiled(
+                (kind for kind in self._v21.validators if kind not in ("observed-data", "bundle")),
+                self._v21.validators.__getitem__,
+            )
+            if lazy
+            else {
+                kind: validator
+                for kind, validator in self._v21.validators.items()
+                if kind not in ("observed-data", "bundle")
+            }
+        )
 
     # ---- public API -----------------------------------------------------------------------------
 
@@ -1337,7 +1374,7 @@ class Validator:
     def _schemas(self, version: str) -> _SchemaSet:
         if version == "2.0":
             if self._v20 is None:
-                self._v20 = _SchemaSet("2.0")
+                self._v20 = _SchemaSet("2.0", self._lazy)
             return self._v20
         return self._v21
 
