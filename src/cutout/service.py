@@ -39,6 +39,7 @@ from cutout.errors import (
     NotFound,
     NotInitialised,
     Problem,
+    StoreUnavailable,
 )
 from cutout.extensions import (
     GRADE_EXT,
@@ -564,83 +565,90 @@ class Exchange:
             raise Forbidden("your inbox is read-only; post to your outbox")
         if not objects:
             raise InvalidContent("the envelope holds no objects")
+        now = self.clock()
+        status_id = str(uuid.uuid4())
+        checks = self._checks.deferred() if self._checks is not None and len(objects) >= CHECKS_AFTER else None
+        if checks is not None:
+            # the checking process validates the envelope's objects, then its copies, while the transaction runs
+            try:
+                checks.check_many(objects)
+                return self._accept(party, objects, now, status_id, checks)
+            except StoreUnavailable:
+                raise  # the objects' validity is moot: the client resends (WouldWait: the app, on a thread)
+            except Exception:  # done again below, where whatever it was is raised in its own words
+                if checks.verified:
+                    raise  # every verdict was in: the commit itself failed, and may have happened
+                # an object or a copy was invalid, the child failed, or the transaction failed on an object not
+                # yet known to be valid: it was all rolled back, and is done again, validating in process first
+            finally:
+                checks.close()
         problems = self.validator.check_all(objects)
         if problems:
             raise InvalidContent(
                 f"{len(problems)} of {len(objects)} objects are not valid STIX 2.1; nothing was stored",
                 tuple(problems),
             )
-        now = self.clock()
-        status_id = str(uuid.uuid4())
-        checks = self._checks.deferred() if self._checks is not None and len(objects) >= CHECKS_AFTER else None
-        if checks is not None:
-            try:
-                return self._accept(party, objects, now, status_id, checks)
-            except _CheckInProcess:
-                pass  # rolled back: a copy was invalid, or the checking process failed
         return self._accept(party, objects, now, status_id, None)
 
     def _accept(
         self, party: Party, objects: Sequence[Any], now: int, status_id: str, checks: DeferredChecks | None
     ) -> dict[str, Any]:
-        """``submit``'s transaction. With ``checks``, the copies released at once are validated by the checking
-        process; if it finds one invalid or fails, this raises ``_CheckInProcess`` before the commit (all
-        is rolled back) and ``submit`` does it again with every copy validated in process."""
-        try:
-            with self.store.write() as tx:
-                kinds = self._classify(tx, party, objects)
-                outbox = tx.collection(party.id, "outbox")
-                new = [_stored(obj) for obj in objects]
-                pks = tx.add_objects(outbox, new, now)
-                fresh = [
-                    (pk, obj, kinds[i]) for i, (pk, obj) in enumerate(zip(pks, objects, strict=True)) if pk is not None
+        """``submit``'s transaction. With ``checks``, the checking process has the objects (``check_many``) and
+        is given each copy released at once; if it finds one invalid, or fails, this raises before the commit
+        (all is rolled back) and ``submit`` does it again validating in process."""
+        with self.store.write() as tx:
+            kinds = self._classify(tx, party, objects)
+            outbox = tx.collection(party.id, "outbox")
+            new = [_stored(obj) for obj in objects]
+            pks = tx.add_objects(outbox, new, now)
+            fresh = [
+                (pk, obj, kinds[i]) for i, (pk, obj) in enumerate(zip(pks, objects, strict=True)) if pk is not None
+            ]
+            new_fresh = [n for n, pk in zip(new, pks, strict=True) if pk is not None]
+            self._learn_terms(tx, party, objects)
+            held = self._schedule(tx, party, fresh, now)
+            (accepted,) = tx.append_audit(
+                [
+                    audit_row(
+                        "accept",
+                        {
+                            "party": party.id,
+                            "status": status_id,
+                            "objects": [[n.stix_id, n.version] for n in new],
+                            "stored": sum(1 for pk in pks if pk is not None),
+                        },
+                        now,
+                    )
                 ]
-                new_fresh = [n for n, pk in zip(new, pks, strict=True) if pk is not None]
-                self._learn_terms(tx, party, objects)
-                held = self._schedule(tx, party, fresh, now)
-                (accepted,) = tx.append_audit(
-                    [
-                        audit_row(
-                            "accept",
-                            {
-                                "party": party.id,
-                                "status": status_id,
-                                "objects": [[n.stix_id, n.version] for n in new],
-                                "stored": sum(1 for pk in pks if pk is not None),
-                            },
-                            now,
-                        )
-                    ]
-                )
-                due_now = [h for h in held if h["due"] <= now]
-                later = [h for h in held if h["due"] > now]
-                tx.hold(later)
-                if due_now:
-                    stored = {
-                        pk: (_Source(pk, n.version, n.version_us), obj)
-                        for (pk, obj, _), n in zip(fresh, new_fresh, strict=True)
-                    }
-                    self._release(tx, due_now, now, stored=stored, checks=checks)
-                unversioned = tx.unversioned_added(outbox.id, (n.stix_id for n in new if not n.version))
-                status = {
-                    "id": status_id,
-                    "status": "complete",
-                    "request_timestamp": format_us(now),
-                    "total_count": len(objects),
-                    "success_count": len(objects),
-                    "successes": [
-                        {"id": n.stix_id, "version": n.version or format_us(unversioned[n.stix_id])} for n in new
-                    ],
-                    "failure_count": 0,
-                    "pending_count": 0,
-                }  # empty failures/pendings lists are omitted (TAXII §2: no empty lists)
-                tx.add_status(status_id, party.id, now, orjson.dumps(status), audit_seq=accepted)
-                if checks is not None and not checks.all_valid():
-                    raise _CheckInProcess
-            return status
-        finally:
+            )
+            due_now = [h for h in held if h["due"] <= now]
+            later = [h for h in held if h["due"] > now]
+            tx.hold(later)
+            if due_now:
+                stored = {
+                    pk: (_Source(pk, n.version, n.version_us), obj)
+                    for (pk, obj, _), n in zip(fresh, new_fresh, strict=True)
+                }
+                self._release(tx, due_now, now, stored=stored, checks=checks)
+            unversioned = tx.unversioned_added(outbox.id, (n.stix_id for n in new if not n.version))
+            status = {
+                "id": status_id,
+                "status": "complete",
+                "request_timestamp": format_us(now),
+                "total_count": len(objects),
+                "success_count": len(objects),
+                "successes": [
+                    {"id": n.stix_id, "version": n.version or format_us(unversioned[n.stix_id])} for n in new
+                ],
+                "failure_count": 0,
+                "pending_count": 0,
+            }  # empty failures/pendings lists are omitted (TAXII §2: no empty lists)
+            tx.add_status(status_id, party.id, now, orjson.dumps(status), audit_seq=accepted)
             if checks is not None:
-                checks.close()
+                if not checks.all_valid():
+                    raise _CheckInProcess
+                checks.verified = True  # from here on an error is the commit's own: not to be done again
+        return status
 
     def _classify(self, tx: Tx, party: Party, objects: Sequence[Mapping[str, Any]]) -> list[str]:
         """'intel' or 'feedback' for each object; InvalidContent if the party may not send one of them."""

@@ -8,6 +8,7 @@ die, and check that each time the transaction is done again in process, whole an
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,9 +18,10 @@ from typing import Any
 import pytest
 from bench.workload import Workload
 
+from cutout.errors import CutoutError, InvalidContent
 from cutout.keys import Keys
 from cutout.model import offload
-from cutout.model.offload import CheckProcess, DeferredChecks
+from cutout.model.offload import CheckProcess, DeferredChecks, Invalid
 from cutout.model.validate import default_validator
 from cutout.sanitize import engine
 from cutout.service import CHECKS_AFTER, Exchange
@@ -43,6 +45,11 @@ def _valid_copies(n: int) -> list[dict[str, Any]]:
     return [o for o in Workload().objects(n) if o["type"] != "sighting"]
 
 
+def _check_each(run: DeferredChecks, objects: list[dict[str, Any]]) -> None:
+    for obj in objects:
+        run.check(obj)
+
+
 # -- the child on its own -------------------------------------------------------------------------------------
 
 
@@ -60,13 +67,31 @@ def test_the_child_finds_what_the_validator_finds(child: CheckProcess) -> None:
 
     run = child.deferred()
     assert run is not None
-    for obj in [*copies[:40], bad, *copies[40:]]:  # the invalid one is in the third chunk of the run
-        run.check(obj)
+    with contextlib.suppress(Invalid):  # once the bad chunk's verdict is read, the run is cut short
+        for obj in [*copies[:40], bad, *copies[40:]]:  # the invalid one is in the third chunk of the run
+            run.check(obj)
     assert not run.all_valid()
     run = child.deferred()  # the child is still usable: its answers were read to the last
     assert run is not None
     run.check(copies[0])
     assert run.all_valid()
+
+
+def test_a_run_is_cut_short_once_a_verdict_names_an_invalid_object(child: CheckProcess) -> None:
+    copies = _valid_copies(80)
+    bad = dict(next(o for o in copies if o["type"] == "indicator"), valid_from="yesterday")
+    run = child.deferred()
+    assert run is not None
+    run.check_many([bad, *copies[:15]])  # sent at once, not with the copies to come
+    time.sleep(1)  # its verdict is back
+    # the verdict is read at the next chunk's send; the check after it raises
+    with pytest.raises(Invalid):
+        _check_each(run, copies[15:])
+    assert run.checked < 16 + 2 * 16 + 1
+    assert not run.all_valid()
+    again = child.deferred()
+    assert again is not None  # every verdict was read: the child is in step, and given back
+    again.close()
 
 
 def test_a_run_that_ends_early_hands_the_child_back(child: CheckProcess) -> None:
@@ -92,8 +117,8 @@ def test_a_child_that_dies_is_replaced_and_nothing_is_taken_as_valid() -> None:
             run.check(obj)
         checks._proc.kill()  # type: ignore[union-attr]  # the child dies mid-run
         checks._proc.wait()  # type: ignore[union-attr]
-        for obj in _valid_copies(40):
-            run.check(obj)
+        with pytest.raises(Invalid):  # the next send finds it gone, and the run is cut short
+            _check_each(run, _valid_copies(40))
         assert not run.all_valid()  # no verdict is no verdict: the caller validates in process
         assert checks.deferred() is None  # gone: the run after validates in process and a new child starts
         deadline = time.monotonic() + 60
@@ -340,3 +365,59 @@ def test_the_child_ends_with_the_exchange(tmp_path: Path) -> None:
     proc = checks._proc
     ex.close()
     assert proc is not None and proc.poll() is not None  # ended (and reaped), not left behind
+
+
+# -- the envelope's own objects: validated by the child while the transaction runs ------------------------------
+
+
+def _refusal(ex: Exchange, token: str, envelope: list[dict[str, Any]]) -> tuple[type, str, tuple[Any, ...]]:
+    party = ex.authenticate(None, token)
+    outbox = next(c for c in ex.collections(party) if c.kind == "outbox")
+    with pytest.raises(CutoutError) as refused:
+        ex.submit(party, outbox.uuid, envelope)
+    return type(refused.value), refused.value.message, getattr(refused.value, "problems", ())
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda o: o.update(pattern="[ipv4-addr:value = "), id="a bad pattern"),
+        # parsed by the transaction before any verdict can be in: it raises there, not in the validator
+        pytest.param(lambda o: o.update(modified="not a timestamp"), id="a timestamp the transaction parses"),
+        pytest.param(lambda o: o.pop("type"), id="no type"),
+        pytest.param(lambda o: o.update(object_marking_refs="marking-definition--x"), id="markings not a list"),
+    ],
+)
+def test_an_invalid_envelope_is_refused_in_the_same_words_and_nothing_is_stored(tmp_path: Path, spoil: Any) -> None:
+    inline_settings, offload_settings = _twin_brokers(tmp_path)
+    token = (inline_settings.data_dir / "token").read_text()
+    envelope = _envelopes()[0]
+    spoil(next(o for o in envelope[50:] if o["type"] == "indicator"))
+    refusals = []
+    for settings in (inline_settings, offload_settings):
+        ex = _open(settings)
+        try:
+            before = _stored(ex)
+            refusals.append(_refusal(ex, token, envelope))
+            assert _stored(ex) == before  # nothing half-done
+            if settings.check_process:
+                assert ex._checks is not None and ex._checks.deferred() is not None  # given back, in step
+        finally:
+            ex.close()
+    assert refusals[0] == refusals[1]
+    kind, message, problems = refusals[0]
+    assert kind is InvalidContent and "not valid STIX 2.1" in message and len(problems) == 1
+
+
+def test_a_refusal_that_is_not_about_validity_is_the_same_too(tmp_path: Path) -> None:
+    inline_settings, offload_settings = _twin_brokers(tmp_path)
+    refusals = []
+    for settings in (inline_settings, offload_settings):
+        ex = _open(settings)
+        try:
+            reader = ex.add_party("Reader C", provider=False, consumer=True)[1]
+            refusals.append(_refusal(ex, reader, _envelopes()[0]))  # a consumer may not send intel
+        finally:
+            ex.close()
+    assert refusals[0] == refusals[1]
+    assert refusals[0][0] is InvalidContent and "cannot be accepted from you" in refusals[0][1]

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import select
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
-__all__ = ["CHUNK", "CheckProcess", "DeferredChecks"]
+__all__ = ["CHUNK", "CheckProcess", "DeferredChecks", "Invalid"]
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +46,40 @@ _READY = b"ready"
 
 
 class _Channel:
-    """Length-prefixed messages over a pair of pipes (the child's stdin and stdout)."""
+    """Length-prefixed messages over a pair of pipes (the child's stdin and stdout). The parent's side sends
+    on a thread of its own (``send_later``): a pipe holds 64 KiB, and an envelope's objects are sent at once,
+    so writing them in line would block the writer until the child had read all but the last 64 KiB."""
 
     def __init__(self, reader: int, writer: int) -> None:
         self._reader, self._writer = reader, writer
+        self._queue: queue.SimpleQueue[bytes | None] | None = None
+        self.send_failed = False
 
     def send_bytes(self, data: bytes) -> None:
         view = memoryview(len(data).to_bytes(4, "big") + data)
         while view:
             view = view[os.write(self._writer, view) :]
+
+    def send_later(self, data: bytes) -> None:
+        """Queue a message for the sending thread (started on first use), in order."""
+        if self._queue is None:
+            self._queue = queue.SimpleQueue()
+            threading.Thread(target=self._sender, args=(self._queue,), name="cutout-check-send", daemon=True).start()
+        self._queue.put(data)
+
+    def _sender(self, messages: queue.SimpleQueue[bytes | None]) -> None:
+        while (data := messages.get()) is not None:
+            if self.send_failed:
+                continue  # the child is gone: what is left is dropped (the run validates in process)
+            try:
+                self.send_bytes(data)
+            except OSError:
+                self.send_failed = True
+
+    def stop(self) -> None:
+        """End the sending thread (after what it was given)."""
+        if self._queue is not None:
+            self._queue.put(None)
 
     def poll(self, timeout: float = 0.0) -> bool:
         return bool(select.select([self._reader], [], [], timeout)[0])
@@ -99,6 +125,10 @@ def _serve() -> None:
             return  # the parent stopped listening (it gave this child up)
 
 
+class Invalid(Exception):
+    """A verdict named an invalid object (or the child failed): the run must be done again in process."""
+
+
 class DeferredChecks:
     """A validator for one release run: ``check`` records a copy (sent in chunks) and says nothing is wrong;
     :meth:`all_valid` says, before the commit, whether the child found every copy valid."""
@@ -111,10 +141,16 @@ class DeferredChecks:
         self._invalid = False  # a verdict named an invalid copy (the rest need not be sent)
         self._broken = False  # the child failed: no verdict of this run counts
         self._done = False
-        self.checked = 0  # copies recorded
+        self.checked = 0  # objects recorded
+        #: set by the caller once :meth:`all_valid` said yes and it goes on to commit
+        self.verified = False
 
     def check(self, obj: object) -> list[str]:
-        """Record a copy for the child; nothing is reported now (see :meth:`all_valid`)."""
+        """Record a copy for the child; nothing is reported now (see :meth:`all_valid`). Raises
+        :class:`Invalid` once a verdict already read names an invalid object: the run is to be done in process,
+        so the rest of it would be wasted."""
+        if self._invalid or self._broken:
+            raise Invalid
         if not isinstance(obj, dict):
             self._invalid = True  # the sanitizer only makes objects; anything else is validated in process
             return []
@@ -123,6 +159,13 @@ class DeferredChecks:
         if len(self._chunk) >= CHUNK:
             self._send()
         return []
+
+    def check_many(self, objects: Sequence[object]) -> None:
+        """Record a submission's own objects, before its transaction starts: the child validates them while the
+        writer works (their verdicts count in :meth:`all_valid` as the copies' do)."""
+        for obj in objects:
+            self.check(obj)
+        self._send()  # now, not with the first copies
 
     def _send(self) -> None:
         if not self._chunk or self._invalid or self._broken:
@@ -134,7 +177,9 @@ class DeferredChecks:
         try:
             while self._conn.poll():  # read verdicts already there, so neither side's pipe fills
                 self._verdict(self._conn.recv_bytes())
-            self._conn.send_bytes(payload)
+            if self._conn.send_failed:
+                raise BrokenPipeError("could not write to the checking process")
+            self._conn.send_later(payload)
             self._sent += 1
         except (OSError, EOFError, ValueError) as exc:
             self._give_up(f"the checking process is gone ({type(exc).__name__})")
@@ -159,6 +204,9 @@ class DeferredChecks:
             try:
                 self._send()
                 while self._sent > 0 and not self._broken:
+                    if self._conn.send_failed:
+                        self._give_up("could not write to the checking process")
+                        break
                     if not self._conn.poll(REPLY_TIMEOUT):
                         self._give_up(f"the checking process did not answer in {REPLY_TIMEOUT:.0f} s")
                         break
@@ -268,7 +316,9 @@ class CheckProcess:
             self._stop_locked()
 
     def _stop_locked(self) -> None:
-        proc = self._proc
+        proc, conn = self._proc, self._conn
+        if conn is not None:
+            conn.stop()
         self._conn = self._proc = None
         self._in_use = False
         if proc is not None:
