@@ -1,17 +1,18 @@
-"""Validating released copies on a second core while the writer goes on.
+"""Validating a submission's objects and its copies on a second core while the writer goes on.
 
-Every copy the sanitizer makes is validated before it may be released (fail closed). In a large envelope that
-is about a fifth of what the process holding the write lock spends per object (docs/benchmarks.md, "The
-eleventh round"), and the machine's second core sits idle meanwhile: a client sends an envelope and waits.
-:class:`CheckProcess` is one child process holding its own :class:`~cutout.model.validate.Validator`. A
-release run hands it its copies in chunks as they are made (:class:`DeferredChecks`, given to the sanitizer
-in the validator's place) and asks for the verdicts only before its transaction commits.
+A submission's objects are validated before they are accepted, and every copy the sanitizer makes before it
+may be released (fail closed). In a large envelope the two are about a quarter of what the process holding
+the write lock spends per object (docs/benchmarks.md, "The eleventh round"), and the machine's second core sits
+idle meanwhile: a client sends an envelope and waits. :class:`CheckProcess` is one child process holding its
+own :class:`~cutout.model.validate.Validator`. A submission hands it its objects before its transaction
+starts and its copies in chunks as they are made (:class:`DeferredChecks`, given to the sanitizer in the
+validator's place), and asks for the verdicts only before it commits.
 
-The verdicts decide nothing by themselves: if any copy is invalid, or the child does not answer, the caller
-rolls the whole transaction back and does it again with every copy validated in process, as it always did.
-So what is committed is exactly what validating each copy in line would commit; the child only makes the
-common case (every copy valid) cheaper. Its replies are the positions of invalid copies, never messages:
-the run done again in process finds and words them.
+The verdicts decide nothing by themselves: if any object or copy is invalid, or the child does not answer, the
+caller rolls the whole transaction back and does it again validating in process, as it always did. So what
+is committed, and how a refusal is worded, is exactly what validating in line gives; the child only makes the
+common case (everything valid) cheaper. Its replies are the positions of invalid objects, never messages: the
+run done again in process finds and words them.
 """
 
 from __future__ import annotations
