@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from bench.workload import Workload
 
@@ -92,6 +93,32 @@ def test_a_run_is_cut_short_once_a_verdict_names_an_invalid_object(child: CheckP
     again = child.deferred()
     assert again is not None  # every verdict was read: the child is in step, and given back
     again.close()
+
+
+def test_more_than_the_pipe_holds_waits_in_the_parent_and_all_of_it_is_judged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(offload, "PIPE_BYTES", 4096)  # the smallest pipe: nearly everything waits in the parent
+    checks = CheckProcess()
+    checks.start()
+    try:
+        objects = _valid_copies(400)
+        size = len(orjson.dumps(objects))
+        assert size > 50 * 4096
+        run = checks.deferred()
+        assert run is not None
+        run.check_many(objects)  # does not block: what the pipe does not take waits
+        assert run._conn._pending  # type: ignore[attr-defined]
+        assert run.all_valid()  # all of it written, all of it judged
+        # the very last object, far behind a full pipe
+        bad = dict(next(o for o in reversed(objects) if o["type"] == "indicator"), pattern="[ipv4-addr:value = ")
+        assert default_validator().check(bad)
+        run = checks.deferred()
+        assert run is not None
+        with contextlib.suppress(Invalid):
+            run.check_many([*objects, bad])
+        assert not run.all_valid()
+        assert checks.deferred() is not None  # in step after both
+    finally:
+        checks.close()
 
 
 def test_a_run_that_ends_early_hands_the_child_back(child: CheckProcess) -> None:
