@@ -458,10 +458,12 @@ project's; a MISS is reported, never enforced.
   objects in envelopes of {s.fanout_per} → {s.fanout_objects * s.fanout_consumers:,} released copies, divided by the
   time of the POSTs (release is part of the POST). Two consumers' inboxes are checked afterwards. medallion has
   no agreements, so no figure.
-- **memory**: the server process's RSS from `/proc/PID/status`, sampled every 20 ms. "Bounded by the batch":
+- **memory**: the server's RSS from `/proc/PID/status`, with that of the processes it started (cutout's
+  checking process), sampled every 20 ms. "Bounded by the batch":
   the peak while filling cutout to {big:,} and fetching them may exceed the peak of the {small:,} phases by at
   most a quarter of the added objects' JSON (at least 16 MB, for the allocator's noise).
-- **CPU**: the server process's user + system time (`/proc/PID/stat`) and the client's (this process) over
+- **CPU**: the server's user + system time (`/proc/PID/stat`, its checking process's included) and the
+  client's (this process) over
   each ingest, fetch and fan-out run, per object. "One core" is the rate that much CPU time per object would
   allow with a core given to the process alone: an upper bound for the code measured on this CPU, whatever
   the other core does. A target above the server's bound is out of reach without less work per object;
