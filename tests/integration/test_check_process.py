@@ -41,7 +41,9 @@ def _checking_process(pid: int, wait: float = 60.0) -> int:
 
 
 def test_the_server_checks_copies_in_a_second_process_and_ends_it(tmp_path: Path) -> None:
-    broker: Broker = make_broker(tmp_path / "broker")
+    data_dir = tmp_path / "broker"
+    data_dir.mkdir()  # make_broker writes cutout.toml there first when the suite runs on PostgreSQL
+    broker: Broker = make_broker(data_dir)
     provider, consumer = broker.pair("Offload")
     broker.server = start_server(broker.data_dir)
     try:

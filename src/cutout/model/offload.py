@@ -113,14 +113,14 @@ class _Channel:
 
 
 def _serve() -> None:
-    """The child (``python -m cutout.model.offload``): validate each chunk of copies that arrives on stdin,
+    """The child (``python -m cutout.model.offload``): validate each chunk of objects that arrives on stdin,
     answer on stdout with the positions of the invalid ones; end when stdin ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the server: it ends when the server does
     answers = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # whatever else prints goes to stderr, not into answers
     from cutout.model.validate import Validator
 
-    validator = Validator(lazy=True)  # a copy is of a released type: those types' schemas only
+    validator = Validator(lazy=True)  # the types it is given: most envelopes hold a few
     channel = _Channel(sys.stdin.fileno(), answers)
     try:
         channel.send_bytes(_READY)
@@ -131,9 +131,9 @@ def _serve() -> None:
             data = channel.recv_bytes()
         except (EOFError, OSError):
             return  # the parent closed its end or died
-        copies = orjson.loads(data)
+        objects = orjson.loads(data)
         try:
-            channel.send_bytes(orjson.dumps([i for i, copy in enumerate(copies) if validator.check(copy)]))
+            channel.send_bytes(orjson.dumps([i for i, obj in enumerate(objects) if validator.check(obj)]))
         except OSError:
             return  # the parent stopped listening (it gave this child up)
 
@@ -143,8 +143,9 @@ class Invalid(Exception):
 
 
 class DeferredChecks:
-    """A validator for one release run: ``check`` records a copy (sent in chunks) and says nothing is wrong;
-    :meth:`all_valid` says, before the commit, whether the child found every copy valid."""
+    """The child's part in one submission: ``check_many`` records its objects and ``check``, given to the
+    sanitizer as its validator, each copy (sent in chunks), saying nothing is wrong; :meth:`all_valid` says,
+    before the commit, whether the child found every one of them valid."""
 
     def __init__(self, owner: CheckProcess, conn: _Channel) -> None:
         self._owner = owner
@@ -202,12 +203,12 @@ class DeferredChecks:
 
     def _give_up(self, why: str) -> None:
         if not self._broken:
-            log.warning("%s: the copies are validated in process", why)
+            log.warning("%s: the submission is validated in process", why)
         self._broken = True
         self._owner.discard(self._conn)
 
     def all_valid(self) -> bool:
-        """Whether every copy recorded was valid by the child's verdicts. False also when the child failed or
+        """Whether everything recorded was valid by the child's verdicts. False also when the child failed or
         did not answer in time: the caller must then validate in process. Ends this run's use of the child
         (every verdict is read first, so the next run finds the pipe in step)."""
         if not self._done:
@@ -240,9 +241,9 @@ class DeferredChecks:
 
 
 class CheckProcess:
-    """One child process that validates copies (see the module's text); started on demand, restarted after it
-    fails. Thread-safe: one release run uses it at a time (a writer holds the store's write lock, so there is
-    at most one), and a run that finds it busy or gone validates in process."""
+    """One child process that validates submissions and their copies (see the module's text); started with the
+    server, replaced after it fails. Thread-safe: one submission uses it at a time (a writer holds the store's
+    write lock, so there is at most one), and one that finds it busy or gone validates in process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -298,7 +299,7 @@ class CheckProcess:
             threading.Thread(target=self.start, name="cutout-check-start", daemon=True).start()
 
     def deferred(self) -> DeferredChecks | None:
-        """Checks for one release run, or None when the child is not running or is in use."""
+        """The child's part in one submission, or None when it is not running or is in use."""
         with self._lock:
             if self._conn is None or self._proc is None or self._proc.poll() is not None:
                 gone = self._conn is not None

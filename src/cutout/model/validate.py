@@ -1306,7 +1306,7 @@ class Validator:
 
     def __init__(self, lazy: bool = False) -> None:
         """``lazy``: compile each type's schema when an object of that type first comes (the checking process,
-        which sees the released types only, so holds a few of them instead of all); by default all at once."""
+        which sees only the types of the envelopes it is given, a few in most); by default all at once."""
         self._lazy = lazy
         self._v21 = _SchemaSet("2.1", lazy)
         self._v20: _SchemaSet | None = None
