@@ -78,6 +78,23 @@ def world(exchange: Exchange, settings: Settings) -> Iterator[World]:
         )
 
 
+@pytest.fixture
+def verdicts(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each answer ``DeferredChecks.all_valid`` gives in the test, in order: the checking process's verdict on
+    each submission it took part in."""
+    from cutout.model.offload import DeferredChecks
+
+    seen: list[bool] = []
+    all_valid = DeferredChecks.all_valid
+
+    def recorded(self: DeferredChecks) -> bool:
+        seen.append(all_valid(self))
+        return seen[-1]
+
+    monkeypatch.setattr(DeferredChecks, "all_valid", recorded)
+    return seen
+
+
 def flush_batches(exchange: Exchange) -> int:
     """Release the batch of feedback and requests that the next feedback epoch would release."""
     return exchange.release_due(now_us() + (exchange.settings.feedback_epoch + 1) * 1_000_000)

@@ -9,7 +9,6 @@ import pytest
 from bench import floor
 from bench.workload import Workload
 
-from cutout.model.offload import DeferredChecks
 from cutout.model.validate import Validator
 from cutout.sanitize.engine import Sanitizer
 
@@ -53,15 +52,7 @@ def test_the_writer_way_neither_validates_nor_sanitizes(monkeypatch: pytest.Monk
     assert calls == {"check": 0, "sanitize": 0}
 
 
-def test_the_checked_way_hands_the_copies_to_the_checking_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    verdicts: list[bool] = []
-    all_valid = DeferredChecks.all_valid
-
-    def counted(self: DeferredChecks) -> bool:
-        verdicts.append(all_valid(self))
-        return verdicts[-1]
-
-    monkeypatch.setattr(DeferredChecks, "all_valid", counted)
+def test_the_checked_way_hands_the_copies_to_the_checking_process(verdicts: list[bool]) -> None:
     objects = list(Workload().objects(100))
     run = floor.submit_all(objects, 50, warm=50, checked=True)
     assert run.delivered == 100

@@ -267,22 +267,11 @@ def _run_both(
     return results[0], results[1], offloaded
 
 
-def test_an_exchange_that_offloads_commits_what_one_that_does_not_commits(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    runs: list[bool] = []
-    all_valid = DeferredChecks.all_valid
-
-    def counted(self: DeferredChecks) -> bool:
-        verdict = all_valid(self)
-        runs.append(verdict)
-        return verdict
-
-    monkeypatch.setattr(DeferredChecks, "all_valid", counted)
+def test_an_exchange_that_offloads_commits_what_one_that_does_not_commits(tmp_path: Path, verdicts: list[bool]) -> None:
     inline, offloaded, ex = _run_both(tmp_path)
     try:
         assert ex._checks is not None and ex._checks.running
-        assert runs == [True, True, True]  # three envelopes of CHECKS_AFTER objects or more, each found valid
+        assert verdicts == [True, True, True]  # three envelopes of CHECKS_AFTER objects or more, each found valid
         assert CHECKS_AFTER > 240 - 220
         assert offloaded == inline
         assert len(inline["objects"]) > 2 * 240  # the originals, and copies for both readers
@@ -312,18 +301,9 @@ def _with_broken_indicator() -> list[list[dict[str, Any]]]:
 
 
 def test_a_copy_the_child_finds_invalid_is_withheld_as_in_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verdicts: list[bool]
 ) -> None:
     _break_copies(monkeypatch)
-    verdicts: list[bool] = []
-    all_valid = DeferredChecks.all_valid
-
-    def counted(self: DeferredChecks) -> bool:
-        verdict = all_valid(self)
-        verdicts.append(verdict)
-        return verdict
-
-    monkeypatch.setattr(DeferredChecks, "all_valid", counted)
     inline, offloaded, ex = _run_both(tmp_path, _with_broken_indicator())
     try:
         assert verdicts == [False, True, True]  # the first envelope was done again in process
