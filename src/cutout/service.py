@@ -88,10 +88,6 @@ _NAME_FORBIDDEN = set(':/\\"\n\r\t')
 CHECKS_AFTER = 32
 
 
-class _CheckInProcess(Exception):
-    """The checking process found a copy invalid, or failed: the transaction is done again in process."""
-
-
 @dataclass(frozen=True)
 class Party:
     id: int
@@ -320,7 +316,7 @@ class Exchange:
 
     @property
     def check_process_pid(self) -> int | None:
-        """The checking process's pid while it runs (the benchmark counts its memory with the server's)."""
+        """The checking process's pid while it runs (None without one): to find it among the server's processes."""
         return self._checks.pid if self._checks is not None else None
 
     def close(self) -> None:
@@ -645,9 +641,7 @@ class Exchange:
             }  # empty failures/pendings lists are omitted (TAXII §2: no empty lists)
             tx.add_status(status_id, party.id, now, orjson.dumps(status), audit_seq=accepted)
             if checks is not None:
-                if not checks.all_valid():
-                    raise _CheckInProcess
-                checks.verified = True  # from here on an error is the commit's own: not to be done again
+                checks.require_valid()  # after it, an error is the commit's own: not to be done again
         return status
 
     def _classify(self, tx: Tx, party: Party, objects: Sequence[Mapping[str, Any]]) -> list[str]:

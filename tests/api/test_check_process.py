@@ -349,10 +349,14 @@ def test_a_child_that_dies_mid_envelope_changes_nothing_committed(
         ex.close()
 
 
-def test_small_envelopes_and_an_exchange_without_the_child_validate_in_line(tmp_path: Path) -> None:
-    settings = load_settings(tmp_path / "b", {"check_process": False}, environ={})
+def _exchange(tmp_path: Path, check_process: bool) -> Exchange:
+    settings = load_settings(tmp_path / "b", {"check_process": check_process}, environ={})
     Exchange.init(settings, "b")
-    ex = Exchange.open(settings)
+    return Exchange.open(settings)
+
+
+def test_an_exchange_whose_settings_say_no_starts_no_child(tmp_path: Path) -> None:
+    ex = _exchange(tmp_path, check_process=False)
     try:
         ex.start_checks()
         assert ex._checks is None and ex.check_process_pid is None  # the setting says no
@@ -361,9 +365,7 @@ def test_small_envelopes_and_an_exchange_without_the_child_validate_in_line(tmp_
 
 
 def test_the_child_ends_with_the_exchange(tmp_path: Path) -> None:
-    settings = load_settings(tmp_path / "b", {"check_process": True}, environ={})
-    Exchange.init(settings, "b")
-    ex = Exchange.open(settings)
+    ex = _exchange(tmp_path, check_process=True)
     ex.start_checks()
     pid = ex.check_process_pid
     assert pid is not None and Path(f"/proc/{pid}").exists()

@@ -156,7 +156,7 @@ class DeferredChecks:
         self._broken = False  # the child failed: no verdict of this run counts
         self._done = False
         self.checked = 0  # objects recorded
-        #: set by the caller once :meth:`all_valid` said yes and it goes on to commit
+        #: :meth:`require_valid` passed: the caller goes on to commit, and an error after it is the commit's own
         self.verified = False
 
     def check(self, obj: object) -> list[str]:
@@ -232,6 +232,12 @@ class DeferredChecks:
                     self._broken = True
                     self._owner.discard(self._conn)
         return not (self._invalid or self._broken)
+
+    def require_valid(self) -> None:
+        """Raise :class:`Invalid` unless :meth:`all_valid`; otherwise mark the run ``verified``."""
+        if not self.all_valid():
+            raise Invalid
+        self.verified = True
 
     def close(self) -> None:
         """End this run's use of the child if :meth:`all_valid` did not (the run raised before it)."""
