@@ -42,29 +42,25 @@ from cutout.errors import (
     StoreUnavailable,
 )
 from cutout.extensions import (
-    GRADE_EXT,
     GRADES,
-    OUTCOME_EXT,
-    REQUEST_EXT,
     REQUEST_TYPE,
     TrackRecord,
     boxes_meet,
     check_outcome,
     check_request,
-    credibility,
-    opinion_for,
     outcome_of,
     request_area,
     request_types,
 )
 from cutout.keys import Keys
+from cutout.model.offload import Ahead
 from cutout.model.timestamps import floor_us, format_ms, format_us, now_us, parse_us
 from cutout.model.tlp import TLP2_IDS, object_tlp, parse_tlp, tlp_name
 from cutout.policy import Agreement, check_release, coordinates, decide, parse_area
-from cutout.sanitize.engine import FEEDBACK_PROFILES, REQUEST_PROFILES, Checks, Sanitizer, label_vocabulary
 from cutout.sanitize.ids import keyed_id
-from cutout.sanitize.overrides import OPTIONAL_TYPES, OPTIONS, check_allow, profiles_for
+from cutout.sanitize.overrides import OPTIONAL_TYPES, OPTIONS, check_allow
 from cutout.sanitize.profiles import PROFILES
+from cutout.sanitize.recipe import Recipe
 from cutout.sanitize.redact import Redactor, check_term
 from cutout.settings import Settings
 from cutout.store import Store, Tx
@@ -86,6 +82,8 @@ _NAME_FORBIDDEN = set(':/\\"\n\r\t')
 #: an envelope of at least this many objects has its copies validated by the checking process (when it
 #: runs): below it, handing them over and back costs more than validating them in line
 CHECKS_AFTER = 32
+#: at most this many recipes (agreements' distinct sanitizing options) an envelope's copies are made ahead for
+AHEAD_RECIPES = 4
 
 
 @dataclass(frozen=True)
@@ -219,8 +217,6 @@ class Exchange:
         if identity is None:
             raise NotInitialised(f"no broker in {settings.data_dir}; run 'cutout init' first")
         self.identity: dict[str, Any] = json.loads(identity)
-        #: the exchange's label vocabulary: the only labels released (unless an agreement allows "labels")
-        self._labels = label_vocabulary(settings.labels)
 
     @property
     def validator(self) -> Validator:
@@ -567,7 +563,7 @@ class Exchange:
         if checks is not None:
             # the checking process validates the envelope's objects, then its copies, while the transaction runs
             try:
-                checks.check_many(objects)
+                checks.check_many(objects, self._ahead(party, now))
                 return self._accept(party, objects, now, status_id, checks)
             except StoreUnavailable:
                 raise  # the objects' validity is moot: the client resends (WouldWait: the app, on a thread)
@@ -585,6 +581,27 @@ class Exchange:
                 tuple(problems),
             )
         return self._accept(party, objects, now, status_id, None)
+
+    def _ahead(self, party: Party, now: int) -> Ahead | None:
+        """What the checking process needs to make a provider's envelope's copies ahead of its transaction: the
+        recipes its agreements that release at once would use as the exchange stands now (read without the
+        write lock). The transaction uses a copy made ahead only where the recipe it finds then is equal
+        (``DeferredChecks.prebuilt``); where anything changed in between, it makes the copy itself."""
+        if not party.provider:
+            return None
+        with self.store.read() as tx:
+            allows = list(
+                dict.fromkeys(
+                    Agreement.from_row(r).allow for r in tx.active_agreements_from(party.id) if int(r.delay) == 0
+                )
+            )
+            if not allows:
+                return None
+            sender = tx.party_by_id(party.id)
+            grade = self._visible_grade(tx, sender)
+        terms = Redactor.terms_of(sender.name, json.loads(sender.terms))
+        recipes = [self._recipe("intel", allow, terms, grade) for allow in allows[:AHEAD_RECIPES]]
+        return Ahead(recipes, floor_us(now, self.settings.release_granularity), self.settings.unmarked_level)
 
     def _accept(
         self, party: Party, objects: Sequence[Any], now: int, status_id: str, checks: DeferredChecks | None
@@ -1008,7 +1025,7 @@ class Exchange:
         now: int,
         recheck: bool = False,
         stored: Mapping[int, tuple[_Source, dict[str, Any]]] | None = None,
-        checks: Checks | None = None,
+        checks: DeferredChecks | None = None,
     ) -> None:
         """Release items now. With ``recheck`` (held items), each intel item is decided again against the
         agreements active now, and goes under the sanitizing options of the agreement that decides it now.
@@ -1068,7 +1085,7 @@ class Exchange:
             objs = [parsed[r.pk] for r in rows]
             if sender not in redactors:
                 sender_row = senders[sender] = tx.party_by_id(sender)
-                redactors[sender] = Redactor([sender_row.name, *json.loads(sender_row.terms)])
+                redactors[sender] = Redactor(Redactor.terms_of(sender_row.name, json.loads(sender_row.terms)))
             grade = None
             if kind in ("intel", "answer"):
                 if sender not in grades:
@@ -1117,49 +1134,16 @@ class Exchange:
         grade: str | None = None,
         *,
         shared: dict[Any, Any] | None = None,
-        checks: Checks | None = None,
+        checks: DeferredChecks | None = None,
     ) -> list[NewObject]:
         """Release one group: one reader, one sender, one kind (intel, answer, feedback, rfi), one set of
         options. ``grade``: the sender's source reliability, if consumers may see it. Returns the reader's
         copies; the caller stores them, with those of the other groups, in the reader's inbox."""
         feedback = kind == "feedback"
-        if feedback:
-            profiles = FEEDBACK_PROFILES
-        elif kind == "rfi":
-            profiles = REQUEST_PROFILES
-        else:
-            profiles = profiles_for(allow)
-
-        def extend(src: Mapping[str, Any], out: dict[str, Any]) -> None:
-            """The exchange's own extensions: grades on intel, outcomes on feedback, the request's type."""
-            if kind == "rfi":
-                out["extensions"] = {REQUEST_EXT: {"extension_type": "new-sdo"}}
-            elif feedback:
-                outcome = outcome_of(src)
-                if outcome is not None and out["type"] in ("opinion", "sighting"):
-                    out["extensions"] = {OUTCOME_EXT: {"extension_type": "property-extension", "outcome": outcome}}
-                    if out["type"] == "opinion":
-                        out["opinion"] = opinion_for(outcome)
-            elif "created_by_ref" in out:  # SDOs and SROs
-                ext: dict[str, Any] = {"extension_type": "property-extension"}
-                if grade is not None:
-                    ext["source_reliability"] = grade
-                ext["information_credibility"] = credibility(out.get("confidence"))
-                out["extensions"] = {GRADE_EXT: ext}
-
-        sanitizer = Sanitizer(
-            broker_identity=self.identity["id"],
-            time_granularity=self.settings.time_granularity,
-            validator=checks if checks is not None else self.validator,
-            redactor=redactor,
-            profiles=profiles,
-            bucket_counts=feedback,
-            labels=self._labels,
-            free_labels="labels" in allow,
-            lang="lang" in allow,
-            extend=extend,
-            variant=(kind, grade),  # what ``extend`` adds depends on these alone (copies shared across readers)
-        )
+        recipe = self._recipe(kind, allow, redactor.terms, grade)
+        sanitizer = recipe.sanitizer(checks if checks is not None else self.validator, redactor)
+        profiles = sanitizer.profiles
+        prebuilt = checks.prebuilt(recipe) if checks is not None else None
         key = self.keys.id_key
         id_kind = "intel" if kind == "answer" else kind  # an answer keeps the id the object has as intel
 
@@ -1254,6 +1238,7 @@ class Exchange:
                 tlp=tlp,
                 resolve=resolve,
                 shared=shared,
+                prebuilt=prebuilt,
             )
             if out is None:
                 withheld.append([obj["id"], reason])
@@ -1298,6 +1283,19 @@ class Exchange:
         tx.append_audit([audit_row("release", event, now)])
         # the reader's receipts ("deliver": its own ids only, nothing of the sender) are logged by the caller
         return new
+
+    def _recipe(self, kind: str, allow: Iterable[str], terms: Iterable[str], grade: str | None) -> Recipe:
+        """What a copy of a ``kind`` item from a sender with these ``terms`` and visible ``grade`` is made by,
+        under an agreement allowing ``allow``."""
+        return Recipe.of(
+            broker_identity=self.identity["id"],
+            time_granularity=self.settings.time_granularity,
+            kind=kind,
+            allow=allow,
+            terms=terms,
+            grade=grade,
+            labels=self.settings.labels,
+        )
 
     # -- grades ---------------------------------------------------------------------------------------------
     def _visible_grade(self, tx: Tx, sender: Any) -> str | None:

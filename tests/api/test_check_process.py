@@ -182,18 +182,20 @@ def test_a_child_that_does_not_answer_is_given_up(monkeypatch: pytest.MonkeyPatc
 # -- the exchange: the same commits either way ----------------------------------------------------------------
 
 
-def _twin_brokers(tmp_path: Path) -> tuple[Settings, Settings]:
-    """Two brokers that are one: a provider, two consumers (one of them under an agreement that releases
-    labels, so an object's copy is shared between readers and made twice otherwise), copied file by file."""
+def _twin_brokers(tmp_path: Path, readers: int = 2) -> tuple[Settings, Settings]:
+    """Two brokers that are one: a provider, two consumers (the second under an agreement that releases
+    labels, so an object's copy is shared between readers and made twice otherwise) or only the first,
+    copied file by file."""
     first = load_settings(tmp_path / "inline", {"check_process": False}, environ={})
     Exchange.init(first, "twin")
     ex = Exchange.open(first)
     try:
         _, token = ex.add_party("Provider", provider=True, consumer=False)
-        for name in ("Reader A", "Reader B"):
+        for name in ("Reader A", "Reader B")[:readers]:
             ex.add_party(name, provider=False, consumer=True)
         ex.add_agreement("Provider", "Reader A", delay=0)
-        ex.add_agreement("Provider", "Reader B", delay=0, allow=("labels",))
+        if readers > 1:
+            ex.add_agreement("Provider", "Reader B", delay=0, allow=("labels",))
         (first.data_dir / "token").write_text(token)
     finally:
         ex.close()
@@ -242,11 +244,11 @@ def _envelopes() -> list[list[dict[str, Any]]]:
 
 
 def _run_both(
-    tmp_path: Path, envelopes: list[list[dict[str, Any]]] | None = None
+    tmp_path: Path, envelopes: list[list[dict[str, Any]]] | None = None, readers: int = 2
 ) -> tuple[dict[str, Any], dict[str, Any], Exchange]:
     """The envelopes (``_envelopes()`` unless given) through both twins; the second is returned open."""
     envelopes = envelopes or _envelopes()
-    inline_settings, offload_settings = _twin_brokers(tmp_path)
+    inline_settings, offload_settings = _twin_brokers(tmp_path, readers)
     token = (inline_settings.data_dir / "token").read_text()
     results = []
     offloaded = None
@@ -280,17 +282,35 @@ def test_an_exchange_that_offloads_commits_what_one_that_does_not_commits(tmp_pa
         ex.close()
 
 
-def _break_copies(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The sanitizer (in this process) makes an invalid copy of the indicator watching BROKEN: a pattern cut
-    short. Its original is valid, so it is accepted; only the copy is refused."""
-    restrict = engine.restrict
-
+def _broken_restrict(restrict: Any) -> Any:
     def broken(stix_type: str, name: str, value: Any) -> Any:
         if name == "pattern" and BROKEN in str(value):
             return "[ipv4-addr:value = "
         return restrict(stix_type, name, value)
 
-    monkeypatch.setattr(engine, "restrict", broken)
+    return broken
+
+
+#: the checking process, with the same fault as ``_break_copies`` gives this one
+_BROKEN_CHILD = f"""
+from cutout.sanitize import engine
+restrict = engine.restrict
+def broken(stix_type, name, value):
+    if name == "pattern" and {BROKEN!r} in str(value):
+        return "[ipv4-addr:value = "
+    return restrict(stix_type, name, value)
+engine.restrict = broken
+from cutout.model.offload import _serve
+_serve()
+"""
+
+
+def _break_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sanitizer makes an invalid copy of the indicator watching BROKEN: a pattern cut short, in this
+    process and in the checking process (which makes copies ahead). Its original is valid, so it is accepted;
+    only the copy is refused."""
+    monkeypatch.setattr(engine, "restrict", _broken_restrict(engine.restrict))
+    monkeypatch.setattr(offload, "CHILD", ("-c", _BROKEN_CHILD))
 
 
 def _with_broken_indicator() -> list[list[dict[str, Any]]]:
@@ -430,3 +450,127 @@ def test_a_refusal_that_is_not_about_validity_is_the_same_too(tmp_path: Path) ->
             ex.close()
     assert refusals[0] == refusals[1]
     assert refusals[0][0] is InvalidContent and "cannot be accepted from you" in refusals[0][1]
+
+
+# -- copies made ahead: the child sanitizes a provider's envelope while the writer works -------------------------
+
+
+@pytest.fixture
+def made_ahead(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How often the writer's sanitizer was handed a copy the child made ahead ("used"), was told there was none
+    ("none"), and made a shared copy itself ("own")."""
+    seen = {"used": 0, "none": 0, "own": 0}
+    prebuilt = DeferredChecks.prebuilt
+
+    def counted(self: DeferredChecks, recipe: Any) -> Any:
+        made = prebuilt(self, recipe)
+        if made is None:
+            return None
+
+        def wrapped(*args: Any) -> Any:
+            out = made(*args)
+            seen["used" if out is not None else "none"] += 1
+            return out
+
+        return wrapped
+
+    template = engine.Sanitizer._template
+
+    def own(self: engine.Sanitizer, *args: Any) -> Any:
+        seen["own"] += 1
+        return template(self, *args)
+
+    monkeypatch.setattr(DeferredChecks, "prebuilt", counted)
+    monkeypatch.setattr(engine.Sanitizer, "_template", own)
+    return seen
+
+
+def _released(stored: dict[str, Any]) -> int:
+    return sum(len(event["released"]) for _, kind, event in stored["events"] if kind == "release")
+
+
+@pytest.mark.parametrize("readers", [1, 2], ids=["one reader", "two readers under different options"])
+def test_copies_made_ahead_are_the_copies_the_writer_would_make(
+    tmp_path: Path, made_ahead: dict[str, int], readers: int
+) -> None:
+    large = [e for e in _envelopes() if len(e) >= CHECKS_AFTER]
+    inline, offloaded, ex = _run_both(tmp_path, large, readers=readers)
+    try:
+        assert offloaded == inline
+        released = _released(inline)
+        assert released == readers * sum(len(e) for e in large)  # every object, to each reader
+        # the offloading twin made none of them itself; the inline one made the shared copies when two read
+        assert made_ahead == {"used": released, "none": 0, "own": released if readers == 2 else 0}
+    finally:
+        ex.close()
+
+
+def test_a_copy_made_under_a_recipe_that_changed_is_not_used(tmp_path: Path, made_ahead: dict[str, int]) -> None:
+    """The provider's identity comes in the envelope: its name becomes one of the provider's terms inside the
+    transaction, after the child was given the recipe. The writer's recipe differs, so it makes every copy
+    itself, and the name is redacted from them as without the child."""
+    envelope = Workload().objects(100)
+    me = {
+        "type": "identity",
+        "spec_version": "2.1",
+        "id": "identity--0b6e1a53-7f9c-4b8e-9c1d-2f3a4b5c6d7e",
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "name": "Night Owl Unit",
+        "identity_class": "organization",
+    }
+    for obj in envelope:
+        obj["created_by_ref"] = me["id"]
+        if obj["type"] == "indicator":
+            obj["description"] = "seen by Night Owl Unit at the border post"
+    inline, offloaded, ex = _run_both(tmp_path, [[me, *envelope]])
+    try:
+        assert offloaded == inline
+        bodies = [b for _, _, _, b in inline["objects"]]
+        assert not any(b"Night Owl" in b for b in bodies if b"[REDACTED]" in b)
+        assert sum(b"seen by [REDACTED] at the border post" in b for b in bodies) >= 2 * 40
+        assert made_ahead["used"] == 0 and made_ahead["none"] == 0  # no recipe matched: never even asked
+    finally:
+        ex.close()
+
+
+def test_a_new_version_is_made_by_the_writer_with_its_own_timestamps(
+    tmp_path: Path, made_ahead: dict[str, int]
+) -> None:
+    """A new version of an object already released keeps the copy's created and moves its modified on: not
+    the timestamps the child made its copy with, so the writer makes that copy itself."""
+    first = Workload().objects(60)
+    again = [dict(o, modified="2026-06-01T00:00:00.000Z") for o in first if "modified" in o]
+    assert len(again) >= CHECKS_AFTER
+    inline, offloaded, ex = _run_both(tmp_path, [first, again], readers=1)
+    try:
+        assert offloaded == inline
+        assert made_ahead["used"] == len(first)  # the first envelope's
+        assert made_ahead["none"] == len(again)  # asked, and given nothing: the timestamps differ
+    finally:
+        ex.close()
+
+
+def test_a_child_that_dies_while_the_writer_waits_for_its_copies_changes_nothing_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    killed: list[int] = []
+    made_at = DeferredChecks._made_at
+
+    def dying(self: DeferredChecks, pos: int) -> Any:
+        if not killed and pos >= 30:
+            proc = self._owner._proc
+            assert proc is not None
+            proc.kill()
+            proc.wait()
+            killed.append(proc.pid)
+        return made_at(self, pos)
+
+    monkeypatch.setattr(DeferredChecks, "_made_at", dying)
+    inline, offloaded, ex = _run_both(tmp_path)
+    try:
+        assert killed
+        assert offloaded == inline
+        assert offloaded["statuses"] == 4
+    finally:
+        ex.close()

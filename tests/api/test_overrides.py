@@ -4,6 +4,7 @@ only to its own consumer, and only while it is active."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import uuid
 from typing import Any
 
@@ -97,7 +98,7 @@ def test_options_reach_only_the_agreement_that_allows_them(world: World) -> None
 
 
 def test_the_label_vocabulary_is_released_without_any_option(world: World) -> None:
-    world.exchange._labels = {"ransomware": "ransomware", "c2": "C2"}
+    world.exchange.settings = dataclasses.replace(world.exchange.settings, label_vocabulary="ransomware, C2")
     world.exchange.add_agreement("Provider One", "Consumer One")
     world.provider.send([indicator(labels=["RANSOMWARE", "ｃ２", "acme-internal-7"])])
     (copy,) = _inbox(world, "consumer")["indicator"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import select
@@ -27,11 +28,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-__all__ = ["CHUNK", "CheckProcess", "DeferredChecks", "Invalid"]
+if TYPE_CHECKING:
+    from cutout.sanitize.engine import Prebuilt, Template
+    from cutout.sanitize.recipe import Recipe
+
+__all__ = ["CHUNK", "Ahead", "CheckProcess", "DeferredChecks", "Invalid"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,9 @@ START_TIMEOUT = 30.0
 PIPE_BYTES = 1 << 20
 
 _READY = b"ready"
+
+#: the child's command line after the interpreter: this module, run as a script
+CHILD: tuple[str, ...] = ("-m", "cutout.model.offload")
 
 
 class _Channel:
@@ -97,6 +105,13 @@ class _Channel:
     def poll(self, timeout: float = 0.0) -> bool:
         return bool(select.select([self._reader], [], [], timeout)[0])
 
+    def wait(self, timeout: float) -> tuple[bool, bool]:
+        """Wait up to ``timeout`` until a reply can be read or, while something waits to be written, the pipe
+        has room: (readable, writable). Neither side then waits on the other: a child that is writing a long
+        reply is read from while the rest of an envelope waits here."""
+        readable, writable, _ = select.select([self._reader], [self._writer] if self._pending else [], [], timeout)
+        return bool(readable), bool(writable)
+
     def recv_bytes(self) -> bytes:
         size = int.from_bytes(self._read(4), "big")
         return self._read(size)
@@ -121,21 +136,93 @@ def _serve() -> None:
     from cutout.model.validate import Validator
 
     validator = Validator(lazy=True)  # the types it is given: most envelopes hold a few
+    import cutout.sanitize.recipe  # noqa: F401  (what makes copies ahead: loaded now, not with the first envelope)
+
+    # what is loaded now lives as long as the child: the cyclic collector need not walk it at every full
+    # collection (an envelope keeps its objects until their verdicts, and a full collection then walked the
+    # schemas too: parsing a part cost 18 µs per object instead of 3)
+    gc.collect()
+    gc.freeze()
+    with contextlib.suppress(OSError):  # copies made ahead are long replies: the writer reads them when it can
+        fcntl.fcntl(answers, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
     channel = _Channel(sys.stdin.fileno(), answers)
     try:
         channel.send_bytes(_READY)
     except OSError:
         return  # the parent gave up waiting, or ended, while this one started
+    ahead: _Ahead | None = None
     while True:
         try:
             data = channel.recv_bytes()
         except (EOFError, OSError):
             return  # the parent closed its end or died
-        objects = orjson.loads(data)
+        message = orjson.loads(data)
+        reply: bytes
+        if isinstance(message, list):  # objects to validate
+            reply = orjson.dumps([i for i, obj in enumerate(message) if validator.check(obj)])
+        elif "recipes" in message:  # an envelope to come, whose copies are to be made ahead: no answer
+            ahead = _Ahead(message, validator)
+            continue
+        elif "part" in message:
+            reply = ahead.make(message["part"]) if ahead is not None else _none_made(message["part"])
+        else:  # "end": the envelope's own objects are judged
+            reply = orjson.dumps(ahead.verdicts() if ahead is not None else [])
+            ahead = None
         try:
-            channel.send_bytes(orjson.dumps([i for i, obj in enumerate(objects) if validator.check(obj)]))
+            channel.send_bytes(reply)
         except OSError:
             return  # the parent stopped listening (it gave this child up)
+
+
+class _Ahead:
+    """The child's part in one envelope whose copies it makes ahead (:meth:`DeferredChecks.check_many`): the
+    shared copy of each object under each recipe, then the verdicts on the objects themselves."""
+
+    def __init__(self, plan: Mapping[str, Any], validator: Any) -> None:
+        from cutout.model.tlp import object_tlp
+        from cutout.sanitize.recipe import Recipe
+
+        self._tlp = object_tlp
+        self._validator = validator
+        self._sanitizers = [Recipe.from_json(r).sanitizer(validator) for r in plan["recipes"]]
+        self._stamp = int(plan["stamp"])
+        self._unmarked = int(plan["unmarked"])
+        self._objects: list[Any] = []
+
+    def make(self, part: Sequence[Any]) -> bytes:
+        """``{"made": [[position, tlp, [shared copy or null, per recipe]], ...]}`` for one part."""
+        made: list[Any] = []
+        for pos, obj in part:
+            self._objects.append(obj)
+            try:
+                tlp = self._tlp(obj, self._unmarked)
+                made.append([pos, tlp, [s.shared_copy(obj, self._stamp, self._stamp, tlp) for s in self._sanitizers]])
+            except Exception:  # not valid STIX, most likely: the verdicts will say; the writer makes its copy
+                made.append([pos, None, None])
+        try:
+            return orjson.dumps({"made": made})
+        except (TypeError, ValueError):
+            return _none_made(part)
+
+    def verdicts(self) -> list[int]:
+        return [i for i, obj in enumerate(self._objects) if self._validator.check(obj)]
+
+
+def _none_made(part: Sequence[Any]) -> bytes:
+    """A reply that makes nothing ahead for a part (the writer makes those copies itself)."""
+    return orjson.dumps({"made": [[item[0], None, None] for item in part]})
+
+
+class Ahead(NamedTuple):
+    """What the child needs to make an envelope's copies ahead (:meth:`DeferredChecks.check_many`): the
+    recipes the writer expects to release under, and the created / modified and unmarked TLP level it
+    expects to give them."""
+
+    recipes: Sequence[Recipe]
+    #: the copies' created and modified (the release's ``floor_us(now, release_granularity)``)
+    stamp: int
+    #: ``Settings.unmarked_level``
+    unmarked: int
 
 
 class Invalid(Exception):
@@ -156,6 +243,12 @@ class DeferredChecks:
         self._broken = False  # the child failed: no verdict of this run counts
         self._done = False
         self.checked = 0  # objects recorded
+        # copies made ahead (check_many with an Ahead): the envelope's objects (kept, so their ids stay theirs),
+        # their positions by id(), the recipes, and what came back by position: (tlp, [copy per recipe])
+        self._objects: Sequence[object] = ()
+        self._positions: dict[int, int] = {}
+        self._ahead: Ahead | None = None
+        self._made: dict[int, tuple[Any, Any]] = {}
         #: :meth:`require_valid` passed: the caller goes on to commit, and an error after it is the commit's own
         self.verified = False
 
@@ -174,12 +267,90 @@ class DeferredChecks:
             self._send()
         return []
 
-    def check_many(self, objects: Sequence[object]) -> None:
+    def check_many(self, objects: Sequence[object], ahead: Ahead | None = None) -> None:
         """Record a submission's own objects, before its transaction starts: the child validates them while the
-        writer works (their verdicts count in :meth:`all_valid` as the copies' do)."""
-        for obj in objects:
-            self.check(obj)
-        self._send()  # now, not with the first copies
+        writer works (their verdicts count in :meth:`all_valid` as the copies' do).
+
+        With ``ahead``, the child first makes each object's shared copy (``Sanitizer.shared_copy``) under each
+        of its recipes, which :meth:`prebuilt` then hands to the writer's sanitizer, and judges the objects
+        after (their verdicts are needed only before the commit, the copies as soon as the writer releases)."""
+        if ahead is None or not ahead.recipes:
+            for obj in objects:
+                self.check(obj)
+            self._send()  # now, not with the first copies
+            return
+        self._objects, self._ahead = objects, ahead
+        self._positions = {id(obj): i for i, obj in enumerate(objects)}
+        self.checked += len(objects)
+        plan = {"recipes": [r.to_json() for r in ahead.recipes], "stamp": ahead.stamp, "unmarked": ahead.unmarked}
+        self._post(orjson.dumps(plan))
+        for start in range(0, len(objects), CHUNK):
+            self._post(orjson.dumps({"part": [[start + i, o] for i, o in enumerate(objects[start : start + CHUNK])]}))
+        if self._post(b'{"end":true}'):
+            self._sent += 1
+
+    def prebuilt(self, recipe: Recipe) -> Prebuilt | None:
+        """The copies the child made ahead under ``recipe`` (``Sanitizer.sanitize``'s ``prebuilt``), or None
+        when it was not one of the recipes it was given. A copy is handed over only for one of the envelope's
+        own objects (the same object, not an equal one), for the timestamps and TLP it was made with; for
+        anything else, or once the child has failed, the sanitizer makes the copy itself."""
+        ahead = self._ahead
+        if ahead is None or recipe not in ahead.recipes:
+            return None
+        k = ahead.recipes.index(recipe)
+
+        def made(obj: Mapping[str, Any], created_us: int, modified_us: int, tlp: int) -> Template | None:
+            pos = self._positions.get(id(obj))
+            if pos is None or created_us != ahead.stamp or modified_us != ahead.stamp:
+                return None
+            found = self._made_at(pos)
+            if found is None or found[0] != tlp or found[1] is None:
+                return None
+            copy = found[1][k]
+            if copy is None:
+                return None
+            out, redactions, refs, origin = copy
+            return out, int(redactions), [(str(name), bool(many)) for name, many in refs], origin
+
+        return made
+
+    def _made_at(self, pos: int) -> tuple[Any, Any] | None:
+        """What the child made of the object at ``pos``, reading its replies until it is there; None if the
+        child failed, or a verdict already says the run is to be done in process."""
+        while pos not in self._made:
+            if self._invalid or self._broken or self._done:
+                return None
+            if not self._pump(REPLY_TIMEOUT):
+                self._give_up(f"the checking process made nothing in {REPLY_TIMEOUT:.0f} s")
+                return None
+        return self._made[pos]
+
+    def _post(self, payload: bytes) -> bool:
+        """Send one message (it waits in the parent if the pipe is full); whether the child is still there."""
+        if self._invalid or self._broken:
+            return False
+        try:
+            while self._conn.poll():  # read replies already there, so neither side's pipe fills
+                self._receive(self._conn.recv_bytes())
+            self._conn.send_later(payload)
+        except (OSError, EOFError, ValueError) as exc:
+            self._give_up(f"the checking process is gone ({type(exc).__name__})")
+            return False
+        return True
+
+    def _pump(self, timeout: float) -> bool:
+        """Write what waits for the child and read one reply, waiting up to ``timeout`` for either; whether
+        anything moved (a child that failed counts as moved: :attr:`_broken` says it)."""
+        try:
+            readable, writable = self._conn.wait(timeout)
+            if writable:
+                self._conn.flush()
+            if readable:
+                self._receive(self._conn.recv_bytes())
+            return readable or writable
+        except (OSError, EOFError, ValueError) as exc:
+            self._give_up(f"the checking process is gone ({type(exc).__name__})")
+            return True
 
     def _send(self) -> None:
         if not self._chunk or self._invalid or self._broken:
@@ -188,17 +359,18 @@ class DeferredChecks:
         # a copy is final once checked (the sanitizer adds nothing after), so it is serialised as it is now
         payload = orjson.dumps(self._chunk)
         self._chunk.clear()
-        try:
-            while self._conn.poll():  # read verdicts already there, so neither side's pipe fills
-                self._verdict(self._conn.recv_bytes())
-            self._conn.send_later(payload)
+        if self._post(payload):
             self._sent += 1
-        except (OSError, EOFError, ValueError) as exc:
-            self._give_up(f"the checking process is gone ({type(exc).__name__})")
 
-    def _verdict(self, data: bytes) -> None:
+    def _receive(self, data: bytes) -> None:
+        """One reply: the copies made ahead of a part (an object), or a verdict (a list of invalid positions)."""
+        reply = orjson.loads(data)
+        if isinstance(reply, dict):
+            for pos, tlp, copies in reply["made"]:
+                self._made[pos] = (tlp, copies)
+            return
         self._sent -= 1
-        if orjson.loads(data):
+        if reply:
             self._invalid = True
 
     def _give_up(self, why: str) -> None:
@@ -216,16 +388,12 @@ class DeferredChecks:
             try:
                 self._send()
                 while self._sent > 0 and not self._broken:
-                    if not self._conn.flush(REPLY_TIMEOUT):
-                        self._give_up(f"the checking process took nothing in {REPLY_TIMEOUT:.0f} s")
-                        break
-                    if not self._conn.poll(REPLY_TIMEOUT):
+                    if not self._pump(REPLY_TIMEOUT):
                         self._give_up(f"the checking process did not answer in {REPLY_TIMEOUT:.0f} s")
                         break
-                    self._verdict(self._conn.recv_bytes())
-            except (OSError, EOFError, ValueError) as exc:
-                self._give_up(f"the checking process is gone ({type(exc).__name__})")
             finally:
+                self._made.clear()
+                self._objects, self._positions = (), {}
                 if self._sent == 0 and not self._broken:
                     self._owner.give_back(self._conn)
                 else:  # verdicts still on their way (the pipe is out of step), or no child
@@ -272,7 +440,7 @@ class CheckProcess:
             # a new interpreter that imports only the validator (not multiprocessing's spawn, which would run
             # the parent's main script again)
             proc = subprocess.Popen(
-                [sys.executable, "-m", "cutout.model.offload"],
+                [sys.executable, *CHILD],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 bufsize=0,

@@ -26,10 +26,19 @@ __all__ = [
     "PUBLIC_REGISTRIES",
     "REQUEST_PROFILES",
     "Checks",
+    "Prebuilt",
     "Sanitizer",
+    "Template",
     "bucket_count",
     "quantise_confidence",
 ]
+
+
+#: a shared copy as :meth:`Sanitizer._template` returns it: the copy (None if withheld), the redactions made,
+#: its reference properties (name, is a list), and each stand-in's original id
+Template = tuple[dict[str, Any] | None, int, list[tuple[str, bool]], dict[str, str]]
+#: ``prebuilt(obj, created_us, modified_us, tlp)``: the shared copy of ``obj`` made elsewhere, or None
+Prebuilt = Callable[[Mapping[str, Any], int, int, int], Template | None]
 
 
 class Checks(Protocol):
@@ -190,6 +199,7 @@ class Sanitizer:
         tlp: int,
         resolve: Callable[[str], str | None],
         shared: dict[Any, Any] | None = None,
+        prebuilt: Prebuilt | None = None,
     ) -> tuple[dict[str, Any] | None, str]:
         """The copy of ``obj`` for one reader, or ``(None, reason)`` when it may not be released.
 
@@ -202,10 +212,21 @@ class Sanitizer:
         and each reader's copy is that one with its own ids put in. Whenever a reader's ids would change
         more than the ids' values (a reference not released to it, two references becoming one), that
         reader's copy is built from scratch instead.
+
+        ``prebuilt(obj, created_us, modified_us, tlp)``: that shared copy made elsewhere, by a sanitizer of
+        the same :class:`~cutout.sanitize.recipe.Recipe` as this one (the checking process, ahead of the
+        transaction; ``DeferredChecks.prebuilt``), as :meth:`_template` returns it, or None when there is none
+        for these arguments. It stands for this sanitizer's own :meth:`_template`, which is used when it has
+        none; with it, even one reader's copy is made from the shared one.
         """
         raw_type = obj.get("type")
         profile = self.profiles.get(raw_type) if isinstance(raw_type, str) else None
-        if shared is None or profile is None or not profile.released or profile.category == "sco":
+        if (
+            (shared is None and prebuilt is None)
+            or profile is None
+            or not profile.released
+            or profile.category == "sco"
+        ):
             return self._sanitize(obj, keyed, created_us, modified_us, tlp, resolve)
         key = (
             id(obj),
@@ -219,11 +240,18 @@ class Sanitizer:
             modified_us,
             tlp,
         )
-        template = shared.get(key)
+        template = shared.get(key) if shared is not None else None
         if template is None:
-            before = self.redact.count
-            template = shared[key] = (obj, profile, *self._template(obj, profile, created_us, modified_us, tlp))
-            self.redact.count = before  # counted below, as for every reader
+            made = prebuilt(obj, created_us, modified_us, tlp) if prebuilt is not None else None
+            if made is None:
+                if shared is None:  # one reader, and no copy made elsewhere: made for it alone, as it always was
+                    return self._sanitize(obj, keyed, created_us, modified_us, tlp, resolve)
+                before = self.redact.count
+                made = self._template(obj, profile, created_us, modified_us, tlp)
+                self.redact.count = before  # counted below, as for every reader
+            template = (obj, profile, *made)
+            if shared is not None:
+                shared[key] = template
         _, _, out, redactions, refs, origin = template
         if out is None:
             return self._sanitize(obj, keyed, created_us, modified_us, tlp, resolve)
@@ -244,9 +272,22 @@ class Sanitizer:
         self.redact.count += redactions
         return copy, ""
 
+    def shared_copy(self, obj: Mapping[str, Any], created_us: int, modified_us: int, tlp: int) -> Template | None:
+        """The copy :meth:`sanitize` would share among the readers of ``obj`` (what ``prebuilt`` gives it), or
+        None for an object it makes for each reader alone (an SCO, or a type it does not release)."""
+        raw_type = obj.get("type")
+        profile = self.profiles.get(raw_type) if isinstance(raw_type, str) else None
+        if profile is None or not profile.released or profile.category == "sco":
+            return None
+        before = self.redact.count
+        try:
+            return self._template(obj, profile, created_us, modified_us, tlp)
+        finally:
+            self.redact.count = before
+
     def _template(
         self, obj: Mapping[str, Any], profile: TypeProfile, created_us: int, modified_us: int, tlp: int
-    ) -> tuple[dict[str, Any] | None, int, list[tuple[str, bool]], dict[str, str]]:
+    ) -> Template:
         """The copy every reader of an SDO/SRO shares, with stand-ins for its own id and its references.
 
         A stand-in is an id of the referenced object's type with a UUIDv4 of its own, so the copy is as

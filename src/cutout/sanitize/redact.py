@@ -55,8 +55,15 @@ class Redactor:
     """Replaces a fixed set of terms; built once per batch, applied to every free-text field."""
 
     def __init__(self, terms: Iterable[str]) -> None:
-        self._pattern, self._terms, self._keys, self._networks, self._addresses = _compiled(tuple(terms))
+        #: the terms as given (``cutout.sanitize.recipe.Recipe.terms``)
+        self.terms = tuple(terms)
+        self._pattern, self._terms, self._keys, self._networks, self._addresses = _compiled(self.terms)
         self._memo: dict[str, tuple[str, int]] = {}
+
+    @staticmethod
+    def terms_of(name: str, terms: Iterable[str]) -> tuple[str, ...]:
+        """What a party's free text is redacted of: its name, then its registered terms."""
+        return (name, *terms)
 
     #: how many replacements this redactor has made (the service reads it to send objects for review)
     count = 0
