@@ -9,9 +9,9 @@ ways, each on a new exchange after the same 2,000 objects, with the cyclic colle
 ``cutout serve`` freezes it:
 
 - ``full``: the exchange as it is, every copy validated in line;
-- ``checked``: as ``cutout serve`` runs it, with the checking process validating the copies of each envelope
-  on the other core (``cutout.model.offload``; its own CPU is not in this process's figure, so read its
-  wall time);
+- ``checked``: as ``cutout serve`` runs it, with the checking process validating each envelope and making
+  its copies ahead on the other core (``cutout.model.offload``; its own CPU is not in this process's figure,
+  so read its wall time);
 - ``no-validation``: the provider's objects are not validated (a second process would have done it);
 - ``writer``: neither are they validated, nor sanitized: each copy is the one a first pass made of the same
   object, with the reader's id put in (what the writer would receive from the second process), so the copy
@@ -57,7 +57,8 @@ class Run(NamedTuple):
 
 def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM, checked: bool = False) -> Run:
     """Submitting ``objects[warm:]`` after ``objects[:warm]``, per object; with ``checked``, the checking
-    process validates the copies (started before the first envelope, as ``cutout serve`` starts it)."""
+    process validates the envelopes and makes their copies (started before the first envelope, as ``cutout
+    serve`` starts it)."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(Path(tmp) / "broker", {"check_process": checked}, environ={})
         Exchange.init(settings, "floor bench")
