@@ -222,7 +222,7 @@ defaults (`fsync` on, `synchronous_commit` on): an acknowledged envelope is dura
 On PostgreSQL, write transactions take one advisory lock (one writer at a time, like SQLite's `BEGIN
 IMMEDIATE`; see [operations.md](operations.md#several-nodes-on-one-postgresql)): a second node adds
 capacity for what is done outside the lock (reading and parsing requests, authentication, reads, and
-validating envelopes under 32 objects), not parallel commits; each node has its own checking process.
+validating envelopes under 8 objects), not parallel commits; each node has its own checking process.
 {END}
 """
 

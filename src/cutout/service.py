@@ -79,9 +79,10 @@ RELEASED_TYPES = frozenset(t for t, p in PROFILES.items() if p.released)
 RELEASABLE_TYPES = RELEASED_TYPES | OPTIONAL_TYPES
 MEDIA_STIX = "application/stix+json;version=2.1"
 _NAME_FORBIDDEN = set(':/\\"\n\r\t')
-#: an envelope of at least this many objects has its copies validated by the checking process (when it
-#: runs): below it, handing them over and back costs more than validating them in line
-CHECKS_AFTER = 32
+#: an envelope of at least this many objects is validated, and a provider's copies made, by the checking
+#: process (when it runs): at 8 objects per envelope that took 200-212 µs per object in process against
+#: 226-244 in line, at 4 about the same as in line (docs/benchmarks.md, "The twelfth round")
+CHECKS_AFTER = 8
 #: at most this many recipes (agreements' distinct sanitizing options) an envelope's copies are made ahead for
 AHEAD_RECIPES = 4
 

@@ -84,9 +84,10 @@ class Settings:
     #: the exchange's label vocabulary, comma-separated: a label equal to one of them (after NFKC and case
     #: folding) is released as written here; every other label is dropped unless an agreement allows "labels"
     label_vocabulary: str = ""
-    #: ``cutout serve`` validates an envelope of 32 objects or more, and its copies, in a second process on the
-    #: machine's other core while it stores them (an invalid object or copy sends the whole envelope back
-    #: through the validation in process); false: everything is validated in line
+    #: ``cutout serve`` validates an envelope of 8 objects or more, and its copies, in a second process on the
+    #: machine's other core while it stores them, and makes a provider's copies there ahead of the transaction
+    #: (an invalid object or copy sends the whole envelope back through the validation in process); false:
+    #: everything is validated and sanitized in line
     check_process: bool = True
 
     @property

@@ -240,7 +240,7 @@ def _envelopes() -> list[list[dict[str, Any]]]:
     for i, obj in enumerate(objects):
         if obj["type"] in ("indicator", "threat-actor") and i % 3 == 0:
             obj["labels"] = ["phishing", f"campaign {i}"]  # released to reader B only
-    return [objects[:100], objects[100:140], objects[140:220], objects[220:]]  # the last under CHECKS_AFTER
+    return [objects[:100], objects[100:140], objects[140:234], objects[234:]]  # the last under CHECKS_AFTER
 
 
 def _run_both(
@@ -274,7 +274,7 @@ def test_an_exchange_that_offloads_commits_what_one_that_does_not_commits(tmp_pa
     try:
         assert ex._checks is not None and ex._checks.running
         assert verdicts == [True, True, True]  # three envelopes of CHECKS_AFTER objects or more, each found valid
-        assert CHECKS_AFTER > 240 - 220
+        assert CHECKS_AFTER > 240 - 234
         assert offloaded == inline
         assert len(inline["objects"]) > 2 * 240  # the originals, and copies for both readers
         assert len({o[0] for o in inline["objects"]}) == 3
