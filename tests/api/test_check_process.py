@@ -343,23 +343,30 @@ def test_a_copy_the_child_finds_invalid_is_withheld_as_in_process(
         ex.close()
 
 
-def test_a_child_that_dies_mid_envelope_changes_nothing_committed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _break_copies(monkeypatch)  # and the copy the child never judges is invalid: no verdict must not mean valid
+def _kill_the_child_in(monkeypatch: pytest.MonkeyPatch, method: str, when: Any) -> list[int]:
+    """``DeferredChecks.method`` kills the child the first time ``when(its argument)`` holds, before it does
+    its work; the list it returns gets the killed child's pid."""
     killed: list[int] = []
-    check = DeferredChecks.check
+    original = getattr(DeferredChecks, method)
 
-    def dying(self: DeferredChecks, obj: object) -> list[str]:
-        if not killed:
+    def dying(self: DeferredChecks, arg: Any) -> Any:
+        if not killed and when(arg):
             proc = self._owner._proc
             assert proc is not None
             proc.kill()
             proc.wait()
             killed.append(proc.pid)
-        return check(self, obj)
+        return original(self, arg)
 
-    monkeypatch.setattr(DeferredChecks, "check", dying)
+    monkeypatch.setattr(DeferredChecks, method, dying)
+    return killed
+
+
+def test_a_child_that_dies_mid_envelope_changes_nothing_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _break_copies(monkeypatch)  # and the copy the child never judges is invalid: no verdict must not mean valid
+    killed = _kill_the_child_in(monkeypatch, "check", lambda obj: True)
     inline, offloaded, ex = _run_both(tmp_path, _with_broken_indicator())
     try:
         assert killed
@@ -554,19 +561,7 @@ def test_a_new_version_is_made_by_the_writer_with_its_own_timestamps(
 def test_a_child_that_dies_while_the_writer_waits_for_its_copies_changes_nothing_committed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    killed: list[int] = []
-    made_at = DeferredChecks._made_at
-
-    def dying(self: DeferredChecks, pos: int) -> Any:
-        if not killed and pos >= 30:
-            proc = self._owner._proc
-            assert proc is not None
-            proc.kill()
-            proc.wait()
-            killed.append(proc.pid)
-        return made_at(self, pos)
-
-    monkeypatch.setattr(DeferredChecks, "_made_at", dying)
+    killed = _kill_the_child_in(monkeypatch, "_made_at", lambda pos: pos >= 30)
     inline, offloaded, ex = _run_both(tmp_path)
     try:
         assert killed
