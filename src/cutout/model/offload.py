@@ -64,9 +64,9 @@ class _Channel:
 
     The parent writes without blocking (``send_later``, ``flush``): an envelope's objects are handed over at
     once, more than a pipe holds, and a blocking write would stop the writer until the child had read them.
-    What the pipe does not take waits in a buffer, written a little more at each check and all of it before
-    the verdicts are awaited. (A thread that wrote them instead cost the server's memory: its peak grew by
-    20 MB more over the benchmark's 100,000 objects.)"""
+    What the pipe does not take waits in a buffer, written a little more at each message sent and whenever
+    the parent waits for a reply (:meth:`wait` tells it when there is room). (A thread that wrote them
+    instead cost the server's memory: its peak grew by 20 MB more over the benchmark's 100,000 objects.)"""
 
     def __init__(self, reader: int, writer: int, *, nonblocking: bool = False) -> None:
         self._reader, self._writer = reader, writer
@@ -89,18 +89,14 @@ class _Channel:
         self._pending += data
         self.flush()
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Write what waits, as far as the pipe takes it now, or (``timeout``) all of it, waiting up to that long
-        for room. Whether nothing waits any more."""
+    def flush(self) -> None:
+        """Write what waits, as far as the pipe takes it now (:meth:`wait` says when it has room again)."""
         while self._pending:
             try:
                 written = os.write(self._writer, self._pending)
             except BlockingIOError:
-                if timeout is None or not select.select([], [self._writer], [], timeout)[1]:
-                    return False
-                continue
+                return
             del self._pending[:written]
-        return True
 
     def poll(self, timeout: float = 0.0) -> bool:
         return bool(select.select([self._reader], [], [], timeout)[0])
