@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import jsonschema_rs
-import stix2validator
+import stix2validator  # after cutout.model's own import, which defers rfc3987-syntax's (cutout.model.iri)
 from stix2validator import validator as _stix2validator_module
 from stix2validator.v21 import enums, musts
 

@@ -19,6 +19,9 @@ __all__ = ["KILL_CHAIN_PHASES", "restrict", "vocabularies"]
 def vocabularies() -> Mapping[tuple[str, str], frozenset[str]]:
     """(object type or "*", property) -> the values that may leave. Loaded on first use (the validator's
     package is slow to import, and operator commands never need it)."""
+    from cutout.model import iri
+
+    iri.defer()  # see cutout.model.iri
     from stix2validator.v21 import enums
 
     relationship_types = frozenset(enums.COMMON_RELATIONSHIPS) | frozenset(
