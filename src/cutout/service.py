@@ -564,7 +564,7 @@ class Exchange:
         if checks is not None:
             # the checking process validates the envelope's objects, then its copies, while the transaction runs
             try:
-                checks.check_many(objects, self._ahead(party, now))
+                checks.check_many(objects, self._ahead(party, now), self.validator)
                 return self._accept(party, objects, now, status_id, checks)
             except StoreUnavailable:
                 raise  # the objects' validity is moot: the client resends (WouldWait: the app, on a thread)

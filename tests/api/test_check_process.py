@@ -464,9 +464,10 @@ def test_a_refusal_that_is_not_about_validity_is_the_same_too(tmp_path: Path) ->
 
 @pytest.fixture
 def made_ahead(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """How often the writer's sanitizer was handed a copy the child made ahead ("used"), was told there was none
-    ("none"), and made a shared copy itself ("own")."""
-    seen = {"used": 0, "none": 0, "own": 0}
+    """How often the writer's sanitizer was handed a copy made ahead ("used"), was told there was none ("none"),
+    and made a shared copy itself ("own"); and how many objects the writer took from the child's part rather
+    than wait for it ("taken": it makes their shared copies itself too, ahead, under each recipe)."""
+    seen = {"used": 0, "none": 0, "own": 0, "taken": 0}
     prebuilt = DeferredChecks.prebuilt
 
     def counted(self: DeferredChecks, recipe: Any) -> Any:
@@ -487,7 +488,14 @@ def made_ahead(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         seen["own"] += 1
         return template(self, *args)
 
+    take = DeferredChecks._take
+
+    def taken(self: DeferredChecks) -> None:
+        seen["taken"] += 1
+        take(self)
+
     monkeypatch.setattr(DeferredChecks, "prebuilt", counted)
+    monkeypatch.setattr(DeferredChecks, "_take", taken)
     monkeypatch.setattr(engine.Sanitizer, "_template", own)
     return seen
 
@@ -506,8 +514,10 @@ def test_copies_made_ahead_are_the_copies_the_writer_would_make(
         assert offloaded == inline
         released = _released(inline)
         assert released == readers * sum(len(e) for e in large)  # every object, to each reader
-        # the offloading twin made none of them itself; the inline one made the shared copies when two read
-        assert made_ahead == {"used": released, "none": 0, "own": released if readers == 2 else 0}
+        # every copy was made ahead: by the child, or by the writer for the objects it took (one copy per
+        # recipe); the inline twin made the shared copies itself when two read
+        taken = made_ahead.pop("taken")
+        assert made_ahead == {"used": released, "none": 0, "own": (released if readers == 2 else 0) + readers * taken}
     finally:
         ex.close()
 
@@ -569,3 +579,92 @@ def test_a_child_that_dies_while_the_writer_waits_for_its_copies_changes_nothing
         assert offloaded["statuses"] == 4
     finally:
         ex.close()
+
+
+# -- the writer takes what the child has not reached rather than wait for it --------------------------------------
+
+#: a checking process that takes 5 ms over each copy it makes ahead: the writer, finding nothing there when it
+#: releases, takes the envelope's last objects from it one by one (DeferredChecks._take)
+_SLOW_CHILD = """
+import time
+from cutout.sanitize import engine
+shared_copy = engine.Sanitizer.shared_copy
+def slow(self, *args):
+    time.sleep(0.005)
+    return shared_copy(self, *args)
+engine.Sanitizer.shared_copy = slow
+from cutout.model.offload import _serve
+_serve()
+"""
+
+#: a checking process that judges only the first half of an envelope made ahead, and says so: the writer must
+#: judge the rest, whether or not it took them
+_HALF_JUDGING_CHILD = """
+from cutout.model import offload
+verdicts = offload._Ahead.verdicts
+class _Half:
+    def __init__(self, n):
+        self.n = n
+    def get(self):
+        return self.n
+def half(self):
+    self._mark = _Half(len(self._objects) // 2)
+    return verdicts(self)
+offload._Ahead.verdicts = half
+offload._serve()
+"""
+
+
+def test_what_the_writer_takes_from_a_slow_child_is_copied_and_committed_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, made_ahead: dict[str, int]
+) -> None:
+    monkeypatch.setattr(offload, "CHILD", ("-c", _SLOW_CHILD))
+    large = [e for e in _envelopes() if len(e) >= CHECKS_AFTER]
+    inline, offloaded, ex = _run_both(tmp_path, large)
+    try:
+        assert offloaded == inline
+        objects = sum(len(e) for e in large)
+        assert made_ahead["taken"] > objects // 4  # all but the parts the child was making, in each envelope
+        assert made_ahead["used"] == _released(inline) and made_ahead["none"] == 0
+    finally:
+        ex.close()
+
+
+def _twin_refusals(tmp_path: Path, envelope: list[dict[str, Any]]) -> list[tuple[type, str, tuple[Any, ...]]]:
+    inline_settings, offload_settings = _twin_brokers(tmp_path)
+    token = (inline_settings.data_dir / "token").read_text()
+    refusals = []
+    for settings in (inline_settings, offload_settings):
+        ex = _open(settings)
+        try:
+            before = _stored(ex)
+            refusals.append(_refusal(ex, token, envelope))
+            assert _stored(ex) == before  # nothing half-done
+        finally:
+            ex.close()
+    return refusals
+
+
+def test_an_invalid_object_the_writer_took_is_refused_in_the_same_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, made_ahead: dict[str, int]
+) -> None:
+    monkeypatch.setattr(offload, "CHILD", ("-c", _SLOW_CHILD))
+    envelope = _envelopes()[0]
+    envelope[-1]["Not A Property!"] = 1  # invalid STIX, which no copy keeps: only judging the object finds it
+    refusals = _twin_refusals(tmp_path, envelope)
+    assert made_ahead["taken"] > 0
+    assert refusals[0] == refusals[1]
+    kind, message, problems = refusals[0]
+    assert kind is InvalidContent and "not valid STIX 2.1" in message and len(problems) == 1
+
+
+def test_what_the_child_says_it_did_not_judge_the_writer_judges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offload, "CHILD", ("-c", _HALF_JUDGING_CHILD))
+    monkeypatch.setattr(DeferredChecks, "_take", lambda self: self._pump(1.0))  # waits, takes nothing
+    envelope = _envelopes()[0]
+    envelope[-1]["Not A Property!"] = 1  # in the half the child leaves unjudged; no copy keeps it
+    refusals = _twin_refusals(tmp_path, envelope)
+    assert refusals[0] == refusals[1]
+    assert refusals[0][0] is InvalidContent and len(refusals[0][2]) == 1

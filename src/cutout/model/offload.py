@@ -8,6 +8,12 @@ own :class:`~cutout.model.validate.Validator`. A submission hands it its objects
 starts and its copies in chunks as they are made (:class:`DeferredChecks`, given to the sanitizer in the
 validator's place), and asks for the verdicts only before it commits.
 
+For a provider's envelope the child also makes the copies ahead (:class:`Ahead`), part by part, and the writer
+takes them as it releases. Where a copy it needs is not there yet, the writer does not wait: it makes the
+copies of the envelope's last object the child has not reached itself, and tells the child so through a page
+of memory they share (:class:`_Mark`), until the one it needs has come; it judges the objects it took itself.
+So when the child is the slower of the two (a slower core, or a busier one) the two still end together.
+
 The verdicts decide nothing by themselves: if any object or copy is invalid, or the child does not answer, the
 caller rolls the whole transaction back and does it again validating in process, as it always did. So what
 is committed, and how a refusal is worded, is exactly what validating in line gives; the child only makes the
@@ -21,9 +27,11 @@ import contextlib
 import fcntl
 import gc
 import logging
+import mmap
 import os
 import select
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -33,7 +41,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 if TYPE_CHECKING:
-    from cutout.sanitize.engine import Prebuilt, Template
+    from cutout.sanitize.engine import Checks, Prebuilt, Sanitizer, Template
     from cutout.sanitize.recipe import Recipe
 
 __all__ = ["CHUNK", "Ahead", "CheckProcess", "DeferredChecks", "Invalid"]
@@ -57,6 +65,71 @@ _READY = b"ready"
 
 #: the child's command line after the interpreter: this module, run as a script
 CHILD: tuple[str, ...] = ("-m", "cutout.model.offload")
+
+#: the environment variable that gives the child the descriptor of the :class:`_Mark` it shares with the parent
+MARK_FD = "CUTOUT_CHECK_MARK_FD"
+_MARK = struct.Struct("=q")
+
+
+class _Mark:
+    """Two numbers both processes see at once, in a page of memory they share, about the envelope in progress:
+    where the writer's part of it begins (:meth:`get`, :meth:`set`; see :meth:`DeferredChecks._take`), and
+    the position of the object the child is making copies of (:meth:`front`). Each is written by one process
+    only. The writer only ever lowers its number within an envelope, and the child reads it before each object:
+    a value read late only makes the child do what the writer took as well (the same copy, made twice), never
+    leave anything undone. The child's number only tells the writer where not to take from."""
+
+    def __init__(self, memory: mmap.mmap) -> None:
+        self._memory = memory
+
+    @classmethod
+    def new(cls) -> tuple[_Mark, int] | None:
+        """A mark and the descriptor to hand the child (the caller closes it once the child has it); None
+        where shared memory cannot be had (the child then takes every object it is given)."""
+        try:
+            fd = os.memfd_create("cutout-check-mark") if hasattr(os, "memfd_create") else _temporary_fd()
+        except OSError:
+            return None
+        try:
+            os.ftruncate(fd, mmap.PAGESIZE)
+            return cls(mmap.mmap(fd, mmap.PAGESIZE)), fd
+        except OSError:
+            os.close(fd)
+            return None
+
+    @classmethod
+    def inherited(cls) -> _Mark | None:
+        """The child's view of the mark its parent made (None if there is none)."""
+        fd = os.environ.get(MARK_FD)
+        if not fd:
+            return None
+        try:
+            return cls(mmap.mmap(int(fd), mmap.PAGESIZE))
+        except (OSError, ValueError):
+            return None
+
+    def get(self) -> int:
+        return int(_MARK.unpack_from(self._memory, 0)[0])
+
+    def set(self, value: int) -> None:
+        _MARK.pack_into(self._memory, 0, value)
+
+    def front(self) -> int:
+        return int(_MARK.unpack_from(self._memory, _MARK.size)[0])
+
+    def set_front(self, value: int) -> None:
+        _MARK.pack_into(self._memory, _MARK.size, value)
+
+    def close(self) -> None:
+        self._memory.close()
+
+
+def _temporary_fd() -> int:
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="cutout-check-mark-")
+    os.unlink(path)
+    return fd
 
 
 class _Channel:
@@ -146,6 +219,7 @@ def _serve() -> None:
         channel.send_bytes(_READY)
     except OSError:
         return  # the parent gave up waiting, or ended, while this one started
+    mark = _Mark.inherited()
     ahead: _Ahead | None = None
     while True:
         try:
@@ -157,12 +231,12 @@ def _serve() -> None:
         if isinstance(message, list):  # objects to validate
             reply = orjson.dumps([i for i, obj in enumerate(message) if validator.check(obj)])
         elif "recipes" in message:  # an envelope to come, whose copies are to be made ahead: no answer
-            ahead = _Ahead(message, validator)
+            ahead = _Ahead(message, validator, mark)
             continue
         elif "part" in message:
             reply = ahead.make(message["part"]) if ahead is not None else _none_made(message["part"])
-        else:  # "end": the envelope's own objects are judged
-            reply = orjson.dumps(ahead.verdicts() if ahead is not None else [])
+        else:  # "end": the envelope's own objects are judged (those the writer did not take)
+            reply = ahead.verdicts() if ahead is not None else orjson.dumps([])
             ahead = None
         try:
             channel.send_bytes(reply)
@@ -174,7 +248,7 @@ class _Ahead:
     """The child's part in one envelope whose copies it makes ahead (:meth:`DeferredChecks.check_many`): the
     shared copy of each object under each recipe, then the verdicts on the objects themselves."""
 
-    def __init__(self, plan: Mapping[str, Any], validator: Any) -> None:
+    def __init__(self, plan: Mapping[str, Any], validator: Any, mark: _Mark | None = None) -> None:
         from cutout.model.tlp import object_tlp
         from cutout.sanitize.recipe import Recipe
 
@@ -184,12 +258,18 @@ class _Ahead:
         self._stamp = int(plan["stamp"])
         self._unmarked = int(plan["unmarked"])
         self._objects: list[Any] = []
+        self._mark = mark
 
     def make(self, part: Sequence[Any]) -> bytes:
         """``{"made": [[position, tlp, [shared copy or null, per recipe]], ...]}`` for one part."""
         made: list[Any] = []
         for pos, obj in part:
             self._objects.append(obj)
+            if self._mark is not None:
+                if pos >= self._mark.get():
+                    made.append([pos, None, None])  # the writer took it (and those after it)
+                    continue
+                self._mark.set_front(pos)
             try:
                 tlp = self._tlp(obj, self._unmarked)
                 made.append([pos, tlp, [s.shared_copy(obj, self._stamp, self._stamp, tlp) for s in self._sanitizers]])
@@ -200,8 +280,12 @@ class _Ahead:
         except (TypeError, ValueError):
             return _none_made(part)
 
-    def verdicts(self) -> list[int]:
-        return [i for i, obj in enumerate(self._objects) if self._validator.check(obj)]
+    def verdicts(self) -> bytes:
+        """``{"verdicts": [positions of invalid objects], "judged": n}``: the first ``n`` objects were judged
+        here, the writer judges the rest (those it took, :class:`_Mark`)."""
+        judged = len(self._objects) if self._mark is None else max(0, min(len(self._objects), self._mark.get()))
+        invalid = [i for i, obj in enumerate(self._objects[:judged]) if self._validator.check(obj)]
+        return orjson.dumps({"verdicts": invalid, "judged": judged})
 
 
 def _none_made(part: Sequence[Any]) -> bytes:
@@ -230,9 +314,10 @@ class DeferredChecks:
     sanitizer as its validator, each copy (sent in chunks), saying nothing is wrong; :meth:`all_valid` says,
     before the commit, whether the child found every one of them valid."""
 
-    def __init__(self, owner: CheckProcess, conn: _Channel) -> None:
+    def __init__(self, owner: CheckProcess, conn: _Channel, mark: _Mark | None = None) -> None:
         self._owner = owner
         self._conn = conn
+        self._mark = mark
         self._chunk: list[Mapping[str, Any]] = []
         self._sent = 0  # chunks sent whose verdicts are not read yet
         self._invalid = False  # a verdict named an invalid copy (the rest need not be sent)
@@ -245,6 +330,16 @@ class DeferredChecks:
         self._positions: dict[int, int] = {}
         self._ahead: Ahead | None = None
         self._made: dict[int, tuple[Any, Any]] = {}
+        # the writer's part (check_many with an Ahead and a validator of its own): the positions from _back on,
+        # whose copies it made itself rather than wait (_take), validated by _local with sanitizers of its own,
+        # and whose objects it judges itself from _judged_from on
+        self._local: Checks | None = None
+        self._back = 0
+        self._own: dict[int, tuple[Any, Any]] = {}
+        self._own_sanitizers: dict[int, Sanitizer] = {}
+        self._judged_from = 0
+        #: copies the writer made itself instead of waiting for the child
+        self.taken = 0
         #: :meth:`require_valid` passed: the caller goes on to commit, and an error after it is the commit's own
         self.verified = False
 
@@ -263,13 +358,15 @@ class DeferredChecks:
             self._send()
         return []
 
-    def check_many(self, objects: Sequence[object], ahead: Ahead | None = None) -> None:
+    def check_many(self, objects: Sequence[object], ahead: Ahead | None = None, local: Checks | None = None) -> None:
         """Record a submission's own objects, before its transaction starts: the child validates them while the
         writer works (their verdicts count in :meth:`all_valid` as the copies' do).
 
         With ``ahead``, the child first makes each object's shared copy (``Sanitizer.shared_copy``) under each
         of its recipes, which :meth:`prebuilt` then hands to the writer's sanitizer, and judges the objects
-        after (their verdicts are needed only before the commit, the copies as soon as the writer releases)."""
+        after (their verdicts are needed only before the commit, the copies as soon as the writer releases).
+        With ``local`` too (the writer's own validator), a writer that would wait for a copy takes the last
+        objects the child has not reached instead (:meth:`_take`), and judges those itself."""
         if ahead is None or not ahead.recipes:
             for obj in objects:
                 self.check(obj)
@@ -278,6 +375,11 @@ class DeferredChecks:
         self._objects, self._ahead = objects, ahead
         self._positions = {id(obj): i for i, obj in enumerate(objects)}
         self.checked += len(objects)
+        self._back = self._judged_from = len(objects)
+        if self._mark is not None:
+            self._mark.set(len(objects))  # before the plan (the child reads it only after): all of it, so far
+            self._mark.set_front(0)
+            self._local = local
         plan = {"recipes": [r.to_json() for r in ahead.recipes], "stamp": ahead.stamp, "unmarked": ahead.unmarked}
         self._post(orjson.dumps(plan))
         for start in range(0, len(objects), CHUNK):
@@ -299,7 +401,7 @@ class DeferredChecks:
             pos = self._positions.get(id(obj))
             if pos is None or created_us != ahead.stamp or modified_us != ahead.stamp:
                 return None
-            found = self._made_at(pos)
+            found = self._own.get(pos) if pos >= self._back else self._made_at(pos)
             if found is None or found[0] != tlp or found[1] is None:
                 return None
             copy = found[1][k]
@@ -316,10 +418,65 @@ class DeferredChecks:
         while pos not in self._made:
             if self._invalid or self._broken or self._done:
                 return None
+            if pos >= self._back:
+                return self._own.get(pos)  # taken below, while waiting for it
+            if self._local is not None:
+                if self._pump(0.0):
+                    continue  # a reply came (or the rest of the envelope went): look again
+                if self._can_take():
+                    self._take()  # nothing yet: rather than wait, make the last copy the child has not reached
+                    continue
             if not self._pump(REPLY_TIMEOUT):
                 self._give_up(f"the checking process made nothing in {REPLY_TIMEOUT:.0f} s")
                 return None
         return self._made[pos]
+
+    def _can_take(self) -> bool:
+        """Whether the last object the child has not been left lies beyond the part it is making now and the
+        next (taking nearer would race it for the same objects, whose copies come back a part at a time)."""
+        mark = self._mark
+        return mark is not None and self._back - 1 >= mark.front() + 2 * CHUNK
+
+    def _take(self) -> None:
+        """Make the shared copies of the last object the child has not been left (the writer's part grows by
+        one from the end; :class:`_Mark` tells the child), as the child would have made them: the same
+        recipes, timestamps and TLP, validated in process."""
+        ahead, local, mark = self._ahead, self._local, self._mark
+        if ahead is None or local is None or mark is None:
+            return
+        from cutout.model.tlp import object_tlp
+
+        self._back -= 1
+        mark.set(self._back)
+        obj = self._objects[self._back]
+        self.taken += 1
+        try:
+            if not isinstance(obj, Mapping):
+                raise TypeError("not an object")
+            tlp = object_tlp(obj, ahead.unmarked)
+            copies = [
+                self._own_sanitizer(ahead.recipes, k, local).shared_copy(obj, ahead.stamp, ahead.stamp, tlp)
+                for k in range(len(ahead.recipes))
+            ]
+            self._own[self._back] = (tlp, copies)
+        except Exception:  # not valid STIX, most likely: as in the child, the copy is then made in line
+            self._own[self._back] = (None, None)
+
+    def _own_sanitizer(self, recipes: Sequence[Recipe], k: int, local: Checks) -> Sanitizer:
+        sanitizer = self._own_sanitizers.get(k)
+        if sanitizer is None:
+            sanitizer = self._own_sanitizers[k] = recipes[k].sanitizer(local)
+        return sanitizer
+
+    def _judge(self, start: int, end: int) -> None:
+        """Validate the envelope's objects in ``[start, end)`` here (those the child left to the writer)."""
+        if start >= end or self._invalid:
+            return
+        if self._local is None or any(self._local.check(obj) for obj in self._objects[start:end]):
+            # invalid, or nothing here to judge them with (fail closed): the run is done again in process,
+            # which words the refusal
+            self._invalid = True
+        self._judged_from = min(self._judged_from, start)
 
     def _post(self, payload: bytes) -> bool:
         """Send one message (it waits in the parent if the pipe is full); whether the child is still there."""
@@ -362,9 +519,13 @@ class DeferredChecks:
         """One reply: the copies made ahead of a part (an object), or a verdict (a list of invalid positions)."""
         reply = orjson.loads(data)
         if isinstance(reply, dict):
-            for pos, tlp, copies in reply["made"]:
-                self._made[pos] = (tlp, copies)
-            return
+            if "made" in reply:
+                for pos, tlp, copies in reply["made"]:
+                    self._made[pos] = (tlp, copies)
+                return
+            # an envelope made ahead: the child judged its first objects; the writer judges the rest
+            self._judge(int(reply["judged"]), self._judged_from)
+            reply = reply["verdicts"]
         self._sent -= 1
         if reply:
             self._invalid = True
@@ -383,12 +544,14 @@ class DeferredChecks:
             self._done = True
             try:
                 self._send()
+                self._judge(self._back, self._judged_from)  # what it took, while the child judges its own
                 while self._sent > 0 and not self._broken:
                     if not self._pump(REPLY_TIMEOUT):
                         self._give_up(f"the checking process did not answer in {REPLY_TIMEOUT:.0f} s")
                         break
             finally:
                 self._made.clear()
+                self._own.clear()
                 self._objects, self._positions = (), {}
                 if self._sent == 0 and not self._broken:
                     self._owner.give_back(self._conn)
@@ -424,6 +587,7 @@ class CheckProcess:
         self._starting = False
         self._started_once = False  # start() was asked for: a child that is gone is to be replaced
         self._pending: subprocess.Popen[bytes] | None = None  # a child still starting
+        self._mark: _Mark | None = None  # shared with the running child
 
     def start(self) -> None:
         """Start the child now and wait until it can validate (so the first large envelope does not wait)."""
@@ -434,14 +598,22 @@ class CheckProcess:
             self._starting = True
         try:
             # a new interpreter that imports only the validator (not multiprocessing's spawn, which would run
-            # the parent's main script again)
-            proc = subprocess.Popen(
-                [sys.executable, *CHILD],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                bufsize=0,
-                close_fds=True,
-            )
+            # the parent's main script again), given the descriptor of the mark it shares with this one
+            shared = _Mark.new()
+            mark, fd = shared if shared is not None else (None, -1)
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, *CHILD],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    bufsize=0,
+                    close_fds=True,
+                    pass_fds=(fd,) if fd >= 0 else (),
+                    env={**os.environ, MARK_FD: str(fd)} if fd >= 0 else None,
+                )
+            finally:
+                if fd >= 0:
+                    os.close(fd)  # the mapping stays, and the child has its own
             assert proc.stdin is not None
             assert proc.stdout is not None
             with self._lock:
@@ -453,8 +625,10 @@ class CheckProcess:
                 ready = False
             with self._lock:
                 if ready and not self._closed:
-                    self._proc, self._conn = proc, channel
+                    self._proc, self._conn, self._mark = proc, channel, mark
                     return
+            if mark is not None:
+                mark.close()
             if not ready and not self._closed:
                 log.warning("the checking process did not start: copies are validated in process")
             _end(proc)
@@ -480,7 +654,7 @@ class CheckProcess:
                 return None
             else:
                 self._in_use = True
-                return DeferredChecks(self, self._conn)
+                return DeferredChecks(self, self._conn, self._mark)
         if restart:
             self.start_soon()
         return None
@@ -500,6 +674,7 @@ class CheckProcess:
     def _stop_locked(self) -> None:
         proc = self._proc
         self._conn = self._proc = None
+        self._mark = None  # not closed: a run may still read it (it is freed with its last reference)
         self._in_use = False
         if proc is not None:
             _end(proc)
