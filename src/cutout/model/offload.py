@@ -338,8 +338,6 @@ class DeferredChecks:
         self._own: dict[int, tuple[Any, Any]] = {}
         self._own_sanitizers: dict[int, Sanitizer] = {}
         self._judged_from = 0
-        #: copies the writer made itself instead of waiting for the child
-        self.taken = 0
         #: :meth:`require_valid` passed: the caller goes on to commit, and an error after it is the commit's own
         self.verified = False
 
@@ -449,7 +447,6 @@ class DeferredChecks:
         self._back -= 1
         mark.set(self._back)
         obj = self._objects[self._back]
-        self.taken += 1
         try:
             if not isinstance(obj, Mapping):
                 raise TypeError("not an object")
