@@ -161,6 +161,37 @@ def test_a_party_by_token_on_a_connection_the_server_drops_logs_no_traceback(
     assert store.party_by_token("h" * 64) is not None
 
 
+@pytest.mark.postgres
+def test_a_connection_the_server_drops_once_its_work_is_done_logs_no_traceback(
+    store: Store, party: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL ends the session after an authentication's statement, while its connection is given back (a
+    restart at that moment): the rollback that ends the statement's implicit transaction fails. The pool
+    replaces the connection and logs one warning line, not a traceback (an unhandled error in the node's log);
+    the authentication itself succeeded, and the next one draws a live connection."""
+    if store.is_sqlite:
+        pytest.skip("only a PostgreSQL server ends a session under the store")
+    ended: list[int] = []
+
+    def end_session(dbapi_conn: Any, _record: Any, _state: Any) -> None:
+        if not ended:  # once: the pool's reset event comes just before its rollback
+            ended.append(dbapi_conn.info.backend_pid)
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (ended[0],))
+
+    event.listen(store.engine, "reset", end_session)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            assert store.party_by_token("h" * 64) is not None
+    finally:
+        event.remove(store.engine, "reset", end_session)
+    assert ended
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    lost = [r for r in caplog.records if "lost while it was given back" in r.getMessage()]
+    assert len(lost) == 1 and lost[0].levelno == logging.WARNING
+    assert store.party_by_token("h" * 64) is not None
+
+
 def test_add_objects_dedupes_and_orders(store: Store, party: int, hashes: None) -> None:
     with store.write() as tx:
         coll = _inbox(tx, party)

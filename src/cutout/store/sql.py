@@ -65,6 +65,30 @@ __all__ = ["NewObject", "PageQuery", "Store", "Tx", "id_hash"]
 
 log = logging.getLogger("cutout.store")
 
+#: what SQLAlchemy's pool logs, with a traceback, when giving a connection back fails (its rollback)
+_RESET_FAILED = "Exception during reset or similar"
+
+
+class _LostOnReturn(logging.Filter):
+    """The pool's error for a connection the database dropped while it was checked out and whose work was
+    done (PostgreSQL restarting or failing over at that moment): the rollback that gives it back fails, and the
+    pool replaces it. That needs no traceback in the node's log, which has one line per such request (see
+    operations.md): it becomes one warning line. Any other failure there keeps its traceback."""
+
+    def __init__(self, unreachable: tuple[type[Exception], ...]) -> None:
+        super().__init__()
+        self.unreachable = unreachable
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.msg == _RESET_FAILED and isinstance(exc, self.unreachable):
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+            record.msg = "a pooled connection was lost while it was given back (it is replaced): %s"
+            record.args = (" ".join(str(exc).split())[:300],)
+            record.exc_info = record.exc_text = None
+        return True
+
+
 #: PostgreSQL: the tables whose lookups the planner gets wrong without statistics, and how many objects a
 #: process stores before it makes sure they have some (``Store._ensure_statistics``)
 PLANNED_TABLES = ("objects", "copies", "releases", "statuses", "audit")
@@ -242,6 +266,13 @@ class Store:
             dbapi.OperationalError,
             dbapi.InterfaceError,
         )
+        pool_log = getattr(self.engine.pool, "logger", None)
+        if (
+            not self.is_sqlite
+            and isinstance(pool_log, logging.Logger)
+            and not any(isinstance(f, _LostOnReturn) for f in pool_log.filters)  # one per logger, not per store
+        ):
+            pool_log.addFilter(_LostOnReturn(self._unreachable))
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Store:
