@@ -281,6 +281,34 @@ def _readers() -> list[Callable[[str], str | None]]:
     return [full.get, other.get, missing.get, merged.get, retyped.get, anything, full.get]
 
 
+def test_a_list_of_references_of_several_types_is_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    report = _shared_cases()[1]  # object_refs: two indicators and an ipv4-addr
+    full, other = _readers()[:2]
+    retyped = {r: other(r) for r in report["object_refs"]} | {f"indicator--{_uuid4(1)}": f"malware--{_uuid4(400)}"}
+    made: list[str] = []
+    sanitize = Sanitizer._sanitize
+
+    def counted(self: Sanitizer, obj: Any, *args: Any) -> Any:
+        made.append(obj["id"])
+        return sanitize(self, obj, *args)
+
+    monkeypatch.setattr(Sanitizer, "_sanitize", counted)
+    s, shared = sanitizer(), dict[Any, Any]()
+    copies: list[dict[str, Any]] = []
+    for n, resolve in enumerate([full, other, full, retyped.get]):
+        args: dict[str, Any] = {"keyed": f"report--{_uuid4(500 + n)}", "created_us": T0, "modified_us": T0, "tlp": 2}
+        out, _ = s.sanitize(report, shared=shared, resolve=resolve, **args)
+        assert out is not None
+        assert (out, "") == sanitize(sanitizer(), report, *args.values(), resolve)
+        copies.append(out)
+    # made once with stand-ins and shared by the first three readers; the fourth's ids change type, so its
+    # copy is made from scratch
+    assert made == [report["id"], report["id"]]
+    assert [sorted(r.partition("--")[0] for r in c["object_refs"]) for c in copies] == [
+        ["indicator", "indicator", "ipv4-addr"]
+    ] * 3 + [["indicator", "ipv4-addr", "malware"]]
+
+
 @pytest.mark.parametrize("feedback", [False, True])
 def test_shared_copies_are_the_copies_made_one_by_one(feedback: bool) -> None:
     kw: dict[str, Any] = {"profiles": FEEDBACK_PROFILES, "bucket_counts": True} if feedback else {}

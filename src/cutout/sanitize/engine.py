@@ -260,8 +260,10 @@ class Sanitizer:
         for name, many in refs:
             if many:
                 stand_ins = out[name]
-                real = {resolve(origin[r]) for r in stand_ins}
-                if None in real or len(real) != len(stand_ins) or not all(map(_same_type, stand_ins, real)):
+                # each stand-in against its own reader id (a set of them, in no order, paired ids of different
+                # types whenever the list held several types, and every such copy was made from scratch)
+                real = [x for x in (resolve(origin[r]) for r in stand_ins) if x is not None]
+                if len(set(real)) != len(stand_ins) or not all(map(_same_type, stand_ins, real)):
                     return self._sanitize(obj, keyed, created_us, modified_us, tlp, resolve)
                 copy[name] = sorted(real)
             else:
