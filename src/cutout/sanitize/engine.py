@@ -260,8 +260,8 @@ class Sanitizer:
         for name, many in refs:
             if many:
                 stand_ins = out[name]
-                # each stand-in against its own reader id (a set of them, in no order, paired ids of different
-                # types whenever the list held several types, and every such copy was made from scratch)
+                # each stand-in against its own reader id (paired with a set of them, in no order, the stand-ins
+                # of a list of several types met ids of other types, and such copies were made from scratch)
                 real = [x for x in (resolve(origin[r]) for r in stand_ins) if x is not None]
                 if len(set(real)) != len(stand_ins) or not all(map(_same_type, stand_ins, real)):
                     return self._sanitize(obj, keyed, created_us, modified_us, tlp, resolve)
