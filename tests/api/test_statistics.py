@@ -13,11 +13,13 @@ import logging
 from typing import Any
 
 import orjson
+import psycopg
+import psycopg.sql
 import pytest
 from sqlalchemy import text
 
 from cutout.store import Store, sql
-from cutout.store.sql import NewObject, _by_ids, _ids_params
+from cutout.store.sql import NewObject, _by_ids, _format_style
 
 T0 = 1_790_000_000_000_000  # µs
 
@@ -55,14 +57,27 @@ def _analysed(store: Store) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _lookup_plan(store: Store, coll_id: int) -> str:
-    """The plan of the lookup every submission makes of its ids (``Tx.add_objects``), for 100 ids."""
+def _lookup_plan(store: Store, coll_id: int, generic: bool = False) -> str:
+    """The plan of the lookup every submission makes of its ids (``Tx.add_objects``), for 100 ids; with
+    ``generic``, the plan of the statement prepared, made without its values, as the server may choose for a
+    statement psycopg has prepared (its text is the same whatever the number of ids)."""
     ids = [f"indicator--00000000-0000-4000-8000-{i:012d}" for i in range(5000, 5100)]
-    sql_text = f"SELECT pk, stix_id, version_us, latest FROM objects WHERE coll = %s AND {_by_ids('', ids)}"
+    cond, params = _by_ids(False, ids)
+    sql_text = f"SELECT pk, stix_id, version_us, latest FROM objects WHERE coll = ? AND {cond}"
     with store.engine.connect() as conn:
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cur.execute("EXPLAIN " + sql_text.replace("?", "%s"), (coll_id, *_ids_params(ids)))
-        return "\n".join(r[0] for r in cur.fetchall())
+        if not generic:
+            cur.execute("EXPLAIN " + _format_style(sql_text), (coll_id, *params))
+        else:
+            numbered = sql_text.replace("?", "$1", 1).replace("?", "$2", 1).replace("?", "$3", 1)
+            cur.execute("SET plan_cache_mode = force_generic_plan")
+            cur.execute(f"PREPARE lookup (integer, bigint[], text[]) AS {numbered}")
+            # the values as literals: a utility statement's parameters would have no types
+            values = [psycopg.sql.Literal(v) for v in (coll_id, *params)]
+            cur.execute(psycopg.sql.SQL("EXPLAIN EXECUTE lookup ({}, {}, {})").format(*values))
+        plan = "\n".join(r[0] for r in cur.fetchall())
+        conn.rollback()
+        return plan
 
 
 @on_postgres
@@ -74,11 +89,13 @@ def test_the_store_gathers_statistics_once_it_has_stored_enough_objects(exchange
     _store(store, coll, sql.STATISTICS_AFTER, 1)
     assert {"objects", "audit"} - _analysed(store) == set()  # audit: the set-up's entries
     _store(store, coll, 2 * sql.STATISTICS_AFTER, 4 * sql.STATISTICS_AFTER)  # large enough for an index to pay
-    plan = _lookup_plan(store, coll.id)
-    # the ids are found through the index on (coll, id_hash), not by filtering the whole collection
-    assert "ix_objects_id" in plan, plan
-    assert "Index Cond: ((coll = " in plan and "id_hash = ANY" in plan.split("Index Cond:")[1], plan
-    assert "Filter: (id_hash" not in plan, plan
+    for generic in (False, True):
+        plan = _lookup_plan(store, coll.id, generic)
+        # the ids are found through the index on (coll, id_hash), not by filtering the whole collection
+        assert "ix_objects_id" in plan, plan
+        assert "Index Cond: ((coll = " in plan and "id_hash = ANY" in plan.split("Index Cond:")[1], plan
+        assert "Filter: (id_hash" not in plan, plan
+        assert ("ANY ($2)" in plan) == generic, plan  # a generic plan names its parameters, not their values
 
 
 @on_postgres

@@ -347,6 +347,105 @@ def test_a_copy_planned_and_released_in_one_transaction_is_written_once(
         assert found == {"a--98": "a--1", "b--99": "b--2"}
 
 
+def _batch_rows(store: Store, reader: int, sender: int, kind: str) -> dict[str, list[tuple[Any, ...]]]:
+    """A batch of every kind of row a submission or release inserts, written by one party pair; the rows as
+    stored, without the columns that name the pair, their collection or their place in the tables."""
+    objects = [_obj(n) for n in range(20)] + [_obj(n, stix_type="ipv4-addr") for n in range(20)]
+    orig = [f"indicator--{kind}-{n}" for n in range(40)]
+    with store.write() as tx:
+        coll = tx.collection(reader, kind)
+        tx.add_objects(coll, objects, T0, audit_seq=None if kind == "outbox" else 3)
+        tx.add_objects(coll, [_obj(n, T0 + 1) for n in range(20)], T0)  # newer versions: the first go not latest
+        tx.plan_copies(reader, sender, orig)
+        tx.record_copies(
+            [
+                {
+                    "recipient_id": reader,
+                    "sender_id": sender,
+                    "orig_id": o,
+                    "out_id": f"x--{o}",
+                    "created_out": T0 if n % 2 else None,
+                    "modified_out": T0 + n,
+                    "origin_version_us": T0,
+                }
+                for n, o in enumerate(orig[:30])
+            ]
+        )  # the last ten stay held (out_id NULL), written at commit
+        tx.hold(
+            [
+                {"due": T0 + n, "recipient_id": reader, "sender_id": sender, "source_pk": n, "kind": "intel"}
+                for n in range(20)
+            ]
+        )
+        tx.append_audit([audit_row("test", {"n": n, "kind": kind}, T0) for n in range(20)])
+    with store.read() as tx:
+        q = tx.conn.exec_driver_sql
+        return {
+            "objects": [
+                tuple(r)
+                for r in q(
+                    "SELECT o.stix_id, o.id_hash, o.type, o.version, o.version_us, o.spec_version, o.latest, o.body,"
+                    " o.origin, o.audit_seq, o.date_added - c.last_added FROM objects o"
+                    f" JOIN collections c ON c.id = o.coll WHERE o.coll = {coll.id} ORDER BY o.date_added"
+                )
+            ],
+            "copies": [
+                tuple(r)
+                for r in q(
+                    "SELECT orig_id, orig_hash, out_id IS NULL, created_out, modified_out, origin_version_us"
+                    f" FROM copies WHERE recipient_id = {reader} ORDER BY orig_id"
+                )
+            ],
+            "releases": [
+                tuple(r)
+                for r in q(
+                    "SELECT due, source_pk, kind, pool_k, epoch, review, agreement_id FROM releases"
+                    f" WHERE recipient_id = {reader} ORDER BY due"
+                )
+            ],
+            "audit": [
+                (orjson.loads(r[1])["n"], r[0], r[1])
+                for r in q("SELECT at, event FROM audit WHERE kind = 'test' ORDER BY seq")
+            ],
+        }
+
+
+def test_a_batch_is_stored_the_same_by_copy_and_by_insert(
+    store: Store, party: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a batch of ``_COPY_FROM`` rows or more goes in by ``COPY`` (``Tx._put``), fewer by an
+    ``INSERT`` each: both must store the same values (bytes, booleans, NULLs, the tables' defaults). SQLite has
+    one way, which this checks against itself."""
+    copies: list[str] = []
+    if not store.is_sqlite:
+        real = psycopg.Cursor.copy
+
+        def spy(cur: psycopg.Cursor[Any], statement: Any, *args: Any, **kw: Any) -> Any:
+            copies.append(str(statement).split()[1])
+            return real(cur, statement, *args, **kw)
+
+        monkeypatch.setattr(psycopg.Cursor, "copy", spy)
+    with store.write() as tx:
+        other = tx.add_party("Other", True, True, "o" * 64, T0)
+        tx.add_collection("0c0c0c0c-0000-4000-8000-000000000003", other, "inbox")
+        tx.add_collection("0c0c0c0c-0000-4000-8000-000000000004", other, "outbox")
+    monkeypatch.setattr(sql, "_COPY_FROM", 1 << 30)
+    by_insert = _batch_rows(store, party, other, "inbox")
+    assert copies == []
+    monkeypatch.setattr(sql, "_COPY_FROM", 1)
+    by_copy = _batch_rows(store, other, party, "inbox")
+    if not store.is_sqlite:
+        assert sorted(set(copies)) == ["audit", "copies", "objects", "releases"]
+    assert by_insert.keys() == by_copy.keys()
+    for table, rows in by_insert.items():
+        assert len(rows) >= 20, table
+        if table == "audit":  # one log: each call's twenty entries, in order
+            assert [r[0] for r in by_copy[table]] == [*range(20), *range(20)], by_copy[table]
+            assert by_copy[table][:20] == by_copy[table][20:] == rows
+        else:
+            assert by_copy[table] == rows, table
+
+
 def test_releases_due_postpone_drop(store: Store, party: int) -> None:
     def row(due: int, pool_k: int = 0, agreement_id: int | None = None) -> dict[str, object]:
         return {

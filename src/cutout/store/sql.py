@@ -608,6 +608,20 @@ class Tx:
         if rows:
             self._cursor().executemany(sql if self.is_sqlite else _format_style(sql), rows)
 
+    def _put(self, table: str, names: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows``, tuples of the columns ``names`` (comma-separated), into ``table``: one ``executemany``;
+        on PostgreSQL, from ``_COPY_FROM`` rows, one ``COPY … FROM STDIN`` instead, which costs the server and
+        the driver less per row than an ``INSERT`` each (a fan-out's copies: see docs/benchmarks.md, "The
+        fifteenth round"), and a round trip more, which a few rows do not repay."""
+        if not rows:
+            return
+        if self.is_sqlite or len(rows) < _COPY_FROM:
+            self._many(f"INSERT INTO {table} ({names}) VALUES ({_marks(names.split(','))})", rows)
+            return
+        with self._cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def _fetch(self, table: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Rows as named tuples (the query's column names); the table's booleans as ``bool``."""
         cur = self._exec(sql, params)
@@ -629,8 +643,7 @@ class Tx:
             if c.default is not None and c.default.is_scalar and c.name not in rows[0]
         }
         names = [*rows[0], *defaults]
-        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-        self._many(sql, [tuple(r.get(n, defaults.get(n)) for n in names) for r in rows])
+        self._put(table.name, ", ".join(names), [tuple(r.get(n, defaults.get(n)) for n in names) for r in rows])
 
     # -- meta -----------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -811,9 +824,9 @@ class Tx:
         existing: dict[tuple[str, int], int] = {}
         latest: dict[str, tuple[int, int]] = {}  # stix_id -> (version_us, pk)
         for chunk in _chunks(list({n.stix_id for n in new}), _IDS_PER_QUERY):
+            cond, params = _by_ids(self.is_sqlite, chunk)
             cur = self._exec(
-                f"SELECT pk, stix_id, version_us, latest FROM objects WHERE coll = ? AND {_by_ids('', chunk)}",
-                (coll_id, *_ids_params(chunk)),
+                f"SELECT pk, stix_id, version_us, latest FROM objects WHERE coll = ? AND {cond}", (coll_id, *params)
             )
             for pk, stix_id, version_us, is_latest in cur.fetchall():
                 existing[(stix_id, version_us)] = pk
@@ -862,15 +875,18 @@ class Tx:
             result.append(-1)
             added += 1
         for chunk in _chunks(sorted(demote), 500):
-            self._exec(f"UPDATE objects SET latest = ? WHERE pk IN ({_marks(chunk)})", (False, *chunk))
+            cond, params = _one_of(self.is_sqlite, "pk", chunk)
+            self._exec(f"UPDATE objects SET latest = ? WHERE {cond}", (False, *params))
         if audit_seq is not None:
             for chunk in _chunks(sorted(set(redelivered)), 500):
-                self._exec(f"UPDATE objects SET audit_seq = ? WHERE pk IN ({_marks(chunk)})", (audit_seq, *chunk))
+                cond, params = _one_of(self.is_sqlite, "pk", chunk)
+                self._exec(f"UPDATE objects SET audit_seq = ? WHERE {cond}", (audit_seq, *params))
         if rows:
             self.objects_added += len(rows)
-            self._many(
-                "INSERT INTO objects (coll, stix_id, id_hash, type, version, version_us, spec_version, date_added,"
-                " latest, body, origin, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self._put(
+                "objects",
+                "coll, stix_id, id_hash, type, version, version_us, spec_version, date_added, latest, body, origin,"
+                " audit_seq",
                 rows,
             )
             self._exec("UPDATE collections SET last_added = ? WHERE id = ?", (added - 1, coll_id))
@@ -905,18 +921,21 @@ class Tx:
                 conds.append("o.id_hash = ? AND o.stix_id = ?")
                 params.extend((id_hash(stix_id), stix_id))
             else:
-                conds.append(_by_ids("o.", q.ids))
-                params.extend(_ids_params(q.ids))
+                cond, values = _by_ids(self.is_sqlite, q.ids, "o.id_hash", "o.stix_id")
+                conds.append(cond)
+                params.extend(values)
             # sort the few rows of these ids (ix_objects_id holds no date_added): otherwise SQLite's planner
             # (without ANALYZE) reads the whole collection in date_added order through ix_objects_coll_added
             # to spare itself that sort (tests/api/test_query_plans.py)
             order = "+o.date_added"
         if q.types:
-            conds.append(f"o.type IN ({_marks(q.types)})")
-            params.extend(q.types)
+            cond, values = _one_of(self.is_sqlite, "o.type", q.types)
+            conds.append(cond)
+            params.extend(values)
         if q.spec_versions:
-            conds.append(f"o.spec_version IN ({_marks(q.spec_versions)})")
-            params.extend(q.spec_versions)
+            cond, values = _one_of(self.is_sqlite, "o.spec_version", q.spec_versions)
+            conds.append(cond)
+            params.extend(values)
         if "all" not in q.versions:
             alts: list[str] = []
             stamps = [int(v) for v in q.versions if v not in ("last", "first")]
@@ -930,10 +949,12 @@ class Tx:
                 )
             if stamps:
                 # an object without created/modified (an SCO) has its date_added as its version (§3.4.2)
-                alts.append(f"o.version_us IN ({_marks(stamps)})")
-                params.extend(stamps)
-                alts.append(f"(o.version = '' AND o.date_added IN ({_marks(stamps)}))")
-                params.extend(stamps)
+                by_version, values = _one_of(self.is_sqlite, "o.version_us", stamps)
+                by_added, _ = _one_of(self.is_sqlite, "o.date_added", stamps)
+                alts.append(by_version)
+                alts.append(f"(o.version = '' AND {by_added})")
+                params.extend(values)
+                params.extend(values)
             conds.append("(" + " OR ".join(alts) + ")")
         params.append(q.limit + 1)
         cur = self._exec(
@@ -947,9 +968,10 @@ class Tx:
         """date_added of the objects without created/modified (SCOs): that is their version (§3.4.2)."""
         out: dict[str, int] = {}
         for chunk in _chunks(sorted(set(stix_ids)), _IDS_PER_QUERY):
+            cond, params = _by_ids(self.is_sqlite, chunk)
             cur = self._exec(
-                f"SELECT stix_id, date_added FROM objects WHERE coll = ? AND {_by_ids('', chunk)} AND version = ''",
-                (coll_id, *_ids_params(chunk)),
+                f"SELECT stix_id, date_added FROM objects WHERE coll = ? AND {cond} AND version = ''",
+                (coll_id, *params),
             )
             out.update(cur.fetchall())
         return out
@@ -966,17 +988,17 @@ class Tx:
     def objects_by_pk(self, pks: Iterable[int]) -> dict[int, Any]:
         out: dict[int, Any] = {}
         for chunk in _chunks(sorted(set(pks)), 500):
-            for row in self._fetch("objects", f"SELECT * FROM objects WHERE pk IN ({_marks(chunk)})", chunk):
+            cond, params = _one_of(self.is_sqlite, "pk", chunk)
+            for row in self._fetch("objects", f"SELECT * FROM objects WHERE {cond}", params):
                 out[row.pk] = row
         return out
 
     def latest_objects(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for chunk in _chunks(sorted(set(stix_ids)), _IDS_PER_QUERY):
+            cond, params = _by_ids(self.is_sqlite, chunk)
             for row in self._fetch(
-                "objects",
-                f"SELECT * FROM objects WHERE coll = ? AND {_by_ids('', chunk)} AND latest = ?",
-                (coll_id, *_ids_params(chunk), True),
+                "objects", f"SELECT * FROM objects WHERE coll = ? AND {cond} AND latest = ?", (coll_id, *params, True)
             ):
                 out[row.stix_id] = row
         return out
@@ -1026,12 +1048,11 @@ class Tx:
         # a copy planned in this transaction has no row yet (``plan_copies`` looked): only the rest are read
         stored = [o for o in wanted if (recipient_id, sender_id, o) not in self._planned] if self._planned else wanted
         for chunk in _chunks(stored, _IDS_PER_QUERY):
-            marks = _marks(chunk)
+            cond, params = _by_ids(self.is_sqlite, chunk, "orig_hash", "orig_id")
             for row in self._fetch(
                 "copies",
-                f"SELECT * FROM copies WHERE recipient_id = ? AND sender_id = ? AND orig_hash IN ({marks})"
-                f" AND orig_id IN ({marks})",
-                (recipient_id, sender_id, *_ids_params(chunk)),
+                f"SELECT * FROM copies WHERE recipient_id = ? AND sender_id = ? AND {cond}",
+                (recipient_id, sender_id, *params),
             ):
                 out[row.orig_id] = row
         if self._planned:
@@ -1044,12 +1065,10 @@ class Tx:
         """The released copies a recipient holds under these ids of its own (through the ids' hashes)."""
         rows: list[Any] = []
         for chunk in _chunks(sorted(set(out_ids)), _IDS_PER_QUERY):
-            marks = _marks(chunk)
+            cond, params = _by_ids(self.is_sqlite, chunk, "out_hash", "out_id")
             rows.extend(
                 self._fetch(
-                    "copies",
-                    f"SELECT * FROM copies WHERE recipient_id = ? AND out_hash IN ({marks}) AND out_id IN ({marks})",
-                    (recipient_id, *_ids_params(chunk)),
+                    "copies", f"SELECT * FROM copies WHERE recipient_id = ? AND {cond}", (recipient_id, *params)
                 )
             )
         return rows
@@ -1063,11 +1082,10 @@ class Tx:
         wanted = [o for o in sorted(set(orig_ids)) if (recipient_id, sender_id, o) not in self._planned]
         planned: set[str] = set()
         for chunk in _chunks(wanted, _IDS_PER_QUERY):
-            marks = _marks(chunk)
+            cond, params = _by_ids(self.is_sqlite, chunk, "orig_hash", "orig_id")
             cur = self._exec(
-                f"SELECT orig_id FROM copies WHERE recipient_id = ? AND sender_id = ? AND orig_hash IN ({marks})"
-                f" AND orig_id IN ({marks})",
-                (recipient_id, sender_id, *_ids_params(chunk)),
+                f"SELECT orig_id FROM copies WHERE recipient_id = ? AND sender_id = ? AND {cond}",
+                (recipient_id, sender_id, *params),
             )
             planned.update(r[0] for r in cur.fetchall())
         for o in wanted:
@@ -1080,7 +1098,7 @@ class Tx:
         if self._planned:
             rows = [(r, snd, o, id_hash(o)) for r, snd, o in self._planned]
             self._planned.clear()
-            self._many("INSERT INTO copies (recipient_id, sender_id, orig_id, orig_hash) VALUES (?, ?, ?, ?)", rows)
+            self._put("copies", "recipient_id, sender_id, orig_id, orig_hash", rows)
         self._write_audit()
         if self._audit is not None and self._audit_dirty:
             tree, exists = self._audit
@@ -1106,9 +1124,10 @@ class Tx:
                 fresh.append((*key, id_hash(key[2]), *values))
             else:
                 older.append((*values, *key[:2], id_hash(key[2]), key[2]))
-        self._many(
-            "INSERT INTO copies (recipient_id, sender_id, orig_id, orig_hash, out_id, out_hash, created_out,"
-            " modified_out, origin_version_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self._put(
+            "copies",
+            "recipient_id, sender_id, orig_id, orig_hash, out_id, out_hash, created_out, modified_out,"
+            " origin_version_us",
             fresh,
         )
         self._many(
@@ -1227,7 +1246,7 @@ class Tx:
         """Write the audit rows appended so far (``append_audit``)."""
         if self._audit_rows:
             rows, self._audit_rows = self._audit_rows, []
-            self._many("INSERT INTO audit (at, kind, salt, commitment, event, seq) VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._put("audit", "at, kind, salt, commitment, event, seq", rows)
 
     def _audit_tree(self) -> CompactRange:
         """The range, read (and on PostgreSQL locked) at the first use in this transaction."""
@@ -1351,13 +1370,24 @@ _HeldCopy = namedtuple(
 #: ids per statement where each id takes two parameters (below SQLite's old limit of 999 parameters)
 _IDS_PER_QUERY = 400
 
-
-def _by_ids(prefix: str, ids: Sized) -> str:
-    """The condition on objects that their id is one of ``ids``: through the hashes' index, then exactly."""
-    marks = _marks(ids)
-    return f"{prefix}id_hash IN ({marks}) AND {prefix}stix_id IN ({marks})"
+#: on PostgreSQL, rows from which an insert is a ``COPY`` (``Tx._put``)
+_COPY_FROM = 16
 
 
-def _ids_params(ids: Iterable[str]) -> list[Any]:
-    ids = list(ids)
-    return [*(id_hash(i) for i in ids), *ids]
+def _one_of(sqlite: bool, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """The condition that ``column`` is one of ``values``, and its parameters. SQLite: ``IN (?, …)``, a
+    parameter per value. PostgreSQL: ``= ANY(?)`` of one array, so that the statement's text is the same
+    whatever the number of values: psycopg then converts it once and has the server prepare it after a few
+    runs, where a text per number of values was parsed anew each time (see docs/benchmarks.md, "The fifteenth
+    round")."""
+    if sqlite:
+        return f"{column} IN ({_marks(values)})", list(values)
+    return f"{column} = ANY(?)", [list(values)]
+
+
+def _by_ids(sqlite: bool, ids: Sequence[str], hashed: str = "id_hash", exact: str = "stix_id") -> tuple[str, list[Any]]:
+    """The condition that a row's id (column ``exact``, its hash ``hashed``) is one of ``ids``, and its
+    parameters: through the hashes' index, then exactly."""
+    by_hash, hashes = _one_of(sqlite, hashed, [id_hash(i) for i in ids])
+    by_id, values = _one_of(sqlite, exact, ids)
+    return f"{by_hash} AND {by_id}", [*hashes, *values]
