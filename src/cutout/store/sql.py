@@ -51,6 +51,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -610,15 +611,17 @@ class Tx:
 
     def _put(self, table: str, names: str, rows: Sequence[Sequence[Any]]) -> None:
         """Insert ``rows``, tuples of the columns ``names`` (comma-separated), into ``table``: one ``executemany``;
-        on PostgreSQL, from ``_COPY_FROM`` rows, one ``COPY … FROM STDIN`` instead, which costs the server and
-        the driver less per row than an ``INSERT`` each (a fan-out's copies: see docs/benchmarks.md, "The
-        fifteenth round"), and a round trip more, which a few rows do not repay."""
+        on PostgreSQL, from ``_COPY_FROM`` rows, one binary ``COPY … FROM STDIN`` instead, which costs the
+        server and the driver less per row than an ``INSERT`` each (a fan-out's copies: see
+        docs/benchmarks.md, "The fifteenth round"), and a round trip more, which a few rows do not repay."""
         if not rows:
             return
         if self.is_sqlite or len(rows) < _COPY_FROM:
             self._many(f"INSERT INTO {table} ({names}) VALUES ({_marks(names.split(','))})", rows)
             return
-        with self._cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        # binary: the bodies go as they are, where the text format would write and parse each as hex
+        with self._cursor().copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_pg_types(table, names))
             for row in rows:
                 copy.write_row(row)
 
@@ -1348,6 +1351,17 @@ def _row_maker(table: str, names: tuple[str, ...], convert: bool) -> Callable[[S
         return cls._make(values)
 
     return make
+
+
+_POSTGRES = postgresql.dialect()  # type: ignore[no-untyped-call]  # (SQLAlchemy leaves it untyped)
+
+
+@functools.cache
+def _pg_types(table: str, names: str) -> list[str]:
+    """The PostgreSQL types of ``table``'s columns ``names`` (comma-separated), which a binary ``COPY`` must be
+    told: the schema's (``tests/unit/test_migrations.py`` holds the migrations to it)."""
+    columns = s.metadata.tables[table].columns
+    return [columns[n.strip()].type.compile(dialect=_POSTGRES).partition("(")[0].lower() for n in names.split(",")]
 
 
 @functools.cache
