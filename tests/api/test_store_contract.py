@@ -377,6 +377,13 @@ def _batch_rows(store: Store, reader: int, sender: int, kind: str) -> dict[str, 
                 for n in range(20)
             ]
         )
+        tx.add_reviews(
+            [
+                {"at": T0, "recipient_id": reader, "sender_id": sender, "source_pk": n, "kind": "intel"}
+                | {"preview": orjson.dumps({"n": n})}
+                for n in range(20)
+            ]
+        )
         tx.append_audit([audit_row("test", {"n": n, "kind": kind}, T0) for n in range(20)])
     with store.read() as tx:
         q = tx.conn.exec_driver_sql
@@ -403,6 +410,12 @@ def _batch_rows(store: Store, reader: int, sender: int, kind: str) -> dict[str, 
                     f" WHERE recipient_id = {reader} ORDER BY due"
                 )
             ],
+            "reviews": [
+                tuple(r)
+                for r in q(
+                    f"SELECT at, source_pk, kind, preview FROM reviews WHERE recipient_id = {reader} ORDER BY source_pk"
+                )
+            ],
             "audit": [
                 (orjson.loads(r[1])["n"], r[0], r[1])
                 for r in q("SELECT at, event FROM audit WHERE kind = 'test' ORDER BY seq")
@@ -414,8 +427,9 @@ def test_a_batch_is_stored_the_same_by_copy_and_by_insert(
     store: Store, party: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On PostgreSQL a batch of ``_COPY_FROM`` rows or more goes in by ``COPY`` (``Tx._put``), fewer by an
-    ``INSERT`` each: both must store the same values (bytes, booleans, NULLs, the tables' defaults). SQLite has
-    one way, which this checks against itself."""
+    ``INSERT`` each: both must store the same values (bytes, booleans, NULLs, the tables' defaults; the ``COPY``
+    is binary, so each column's type must be the table's). SQLite has one way, which this checks against
+    itself."""
     copies: list[str] = []
     if not store.is_sqlite:
         real = psycopg.Cursor.copy
@@ -435,7 +449,7 @@ def test_a_batch_is_stored_the_same_by_copy_and_by_insert(
     monkeypatch.setattr(sql, "_COPY_FROM", 1)
     by_copy = _batch_rows(store, other, party, "inbox")
     if not store.is_sqlite:
-        assert sorted(set(copies)) == ["audit", "copies", "objects", "releases"]
+        assert sorted(set(copies)) == ["audit", "copies", "objects", "releases", "reviews"]
     assert by_insert.keys() == by_copy.keys()
     for table, rows in by_insert.items():
         assert len(rows) >= 20, table
