@@ -15,7 +15,9 @@ and resending it is safe, since a duplicate (same id and version) is stored once
 
 The methods on the paths every submission, release and page takes speak to the driver directly (its
 cursor, SQL text written once, ``executemany`` with tuples): SQLAlchemy's statement building, compilation
-cache look-ups and per-row parameter processing cost more than SQLite's own work there. Rows come back as
+cache look-ups and per-row parameter processing cost more than SQLite's own work there. On PostgreSQL a
+batch of rows goes in by one binary ``COPY`` (``Tx._put``) and a list of values is one array parameter
+(``_one_of``), so that a statement's text is the same whatever the batch. Rows come back as
 named tuples with the columns the query named (``SELECT *`` where a table may grow columns), booleans as
 ``bool`` on both databases.
 
