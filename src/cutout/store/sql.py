@@ -16,8 +16,8 @@ and resending it is safe, since a duplicate (same id and version) is stored once
 The methods on the paths every submission, release and page takes speak to the driver directly (its
 cursor, SQL text written once, ``executemany`` with tuples): SQLAlchemy's statement building, compilation
 cache look-ups and per-row parameter processing cost more than SQLite's own work there. On PostgreSQL a
-batch of rows goes in by one binary ``COPY`` (``Tx._put``) and a list of values is one array parameter
-(``_one_of``), so that a statement's text is the same whatever the batch. Rows come back as
+batch of rows goes in by one binary ``COPY`` (``Tx._put``) and a long list of values is one array
+parameter (``_one_of``), so that a statement's text is the same whatever the batch. Rows come back as
 named tuples with the columns the query named (``SELECT *`` where a table may grow columns), booleans as
 ``bool`` on both databases.
 
@@ -1389,14 +1389,19 @@ _IDS_PER_QUERY = 400
 #: on PostgreSQL, rows from which an insert is a ``COPY`` (``Tx._put``)
 _COPY_FROM = 16
 
+#: on PostgreSQL, values beyond which a list is one array parameter (``_one_of``): a statement naming 24 ids
+#: and their hashes still has at most 50 parameters, which psycopg converts once
+_ARRAY_FROM = 24
+
 
 def _one_of(sqlite: bool, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-    """The condition that ``column`` is one of ``values``, and its parameters. SQLite: ``IN (?, …)``, a
-    parameter per value. PostgreSQL: ``= ANY(?)`` of one array, so that the statement's text is the same
-    whatever the number of values: psycopg then converts it once and has the server prepare it after a few
-    runs, where a text per number of values was parsed anew each time (see docs/benchmarks.md, "The fifteenth
-    round")."""
-    if sqlite:
+    """The condition that ``column`` is one of ``values``, and its parameters: ``IN (?, …)``, a parameter per
+    value; on PostgreSQL, for more than ``_ARRAY_FROM`` values, ``= ANY(?)`` of one array instead, so that the
+    statement's text is the same whatever the number of values. psycopg converts a text with more than 50
+    parameters anew every time and the server plans it anew; a few values in marks are cheaper than an
+    array, whose statement the server plans again on every run (a lookup of one id: 53 against 100 µs; of
+    64 ids: 962 against 841 µs; see docs/benchmarks.md, "The fifteenth round")."""
+    if sqlite or len(values) <= _ARRAY_FROM:
         return f"{column} IN ({_marks(values)})", list(values)
     return f"{column} = ANY(?)", [list(values)]
 
