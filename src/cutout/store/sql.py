@@ -822,10 +822,6 @@ class Tx:
         if not new:
             return []
         coll_id = coll.id
-        # lock the collection row (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers) and read
-        # its last date_added afresh: date_added must be unique and strictly increasing
-        lock = "" if self.is_sqlite else " FOR UPDATE"
-        last_added = max(int(self._scalar(f"SELECT last_added FROM collections WHERE id = ?{lock}", (coll_id,))), 0)
         existing: dict[tuple[str, int], int] = {}
         latest: dict[str, tuple[int, int]] = {}  # stix_id -> (version_us, pk)
         for chunk in _chunks(list({n.stix_id for n in new}), _IDS_PER_QUERY):
@@ -837,7 +833,6 @@ class Tx:
                 existing[(stix_id, version_us)] = pk
                 if is_latest:
                     latest[stix_id] = (version_us, pk)
-        added = max(now, last_added + 1)
         rows: list[list[Any]] = []
         result: list[int | None] = []
         demote: set[int] = set()
@@ -870,7 +865,7 @@ class Tx:
                     n.version,
                     n.version_us,
                     n.spec_version,
-                    added,
+                    0,  # date_added: set below, once the rows are counted
                     is_latest,
                     n.body,
                     n.origin,
@@ -878,7 +873,6 @@ class Tx:
                 ]
             )
             result.append(-1)
-            added += 1
         for chunk in _chunks(sorted(demote), 500):
             cond, params = _one_of(self.is_sqlite, "pk", chunk)
             self._exec(f"UPDATE objects SET latest = ? WHERE {cond}", (False, *params))
@@ -887,6 +881,21 @@ class Tx:
                 cond, params = _one_of(self.is_sqlite, "pk", chunk)
                 self._exec(f"UPDATE objects SET audit_seq = ? WHERE {cond}", (audit_seq, *params))
         if rows:
+            # date_added is unique and strictly increasing per collection: the rows take the next ones after the
+            # collection's last, read afresh, and not before now (date_added follows the clock)
+            if self.is_sqlite:  # (SQLite's BEGIN IMMEDIATE serialises writers; RETURNING needs SQLite 3.35)
+                last = max(int(self._scalar("SELECT last_added FROM collections WHERE id = ?", (coll_id,))), 0)
+                first = max(now, last + 1)
+                self._exec("UPDATE collections SET last_added = ? WHERE id = ?", (first + len(rows) - 1, coll_id))
+            else:  # one round trip: the collection's row locked, read and moved past the rows
+                last = self._scalar(
+                    "UPDATE collections SET last_added = GREATEST(?, last_added + 1) + ? - 1 WHERE id = ?"
+                    " RETURNING last_added",
+                    (now, len(rows), coll_id),
+                )
+                first = int(last) - len(rows) + 1
+            for i, row in enumerate(rows):
+                row[7] = first + i
             self.objects_added += len(rows)
             self._put(
                 "objects",
@@ -894,10 +903,8 @@ class Tx:
                 " audit_seq",
                 rows,
             )
-            self._exec("UPDATE collections SET last_added = ? WHERE id = ?", (added - 1, coll_id))
             if not returning:
                 return result
-            first = added - len(rows)
             pks = dict(
                 self._exec(
                     "SELECT date_added, pk FROM objects WHERE coll = ? AND date_added >= ?", (coll_id, first)
