@@ -60,7 +60,7 @@ def _analysed(store: Store) -> set[str]:
 def _lookup_plan(store: Store, coll_id: int, generic: bool = False) -> str:
     """The plan of the lookup every submission makes of its ids (``Tx.add_objects``), for 100 ids; with
     ``generic``, the plan of the statement prepared, made without its values, as the server may choose for a
-    statement psycopg has prepared (its text is the same whatever the number of ids)."""
+    statement psycopg has prepared (its text is the same whatever the number of ids beyond ``_ARRAY_FROM``)."""
     ids = [f"indicator--00000000-0000-4000-8000-{i:012d}" for i in range(5000, 5100)]
     cond, params = _by_ids(False, ids)
     sql_text = f"SELECT pk, stix_id, version_us, latest FROM objects WHERE coll = ? AND {cond}"
