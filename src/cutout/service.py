@@ -610,10 +610,10 @@ class Exchange:
         """``submit``'s transaction. With ``checks``, the checking process has the objects (``check_many``) and
         is given each copy released at once; if it finds one invalid, or fails, this raises before the commit
         (all is rolled back) and ``submit`` does it again validating in process."""
+        new = [_stored(obj) for obj in objects]  # before the write lock: it depends on the objects alone
         with self.store.write() as tx:
             kinds = self._classify(tx, party, objects)
             outbox = tx.collection(party.id, "outbox")
-            new = [_stored(obj) for obj in objects]
             pks = tx.add_objects(outbox, new, now)
             fresh = [
                 (pk, obj, kinds[i]) for i, (pk, obj) in enumerate(zip(pks, objects, strict=True)) if pk is not None
