@@ -17,8 +17,10 @@ ways, each on a new exchange after the same 2,000 objects, with the cyclic colle
   object, with the reader's id put in (what the writer would receive from the second process), so the copy
   is neither built nor validated again.
 
-CPU time per object of the submissions in this process (``time.process_time``) and wall time per object,
-one line per way, one figure per round::
+CPU time per object of the submissions in this process (``time.process_time``), wall time per object, and
+how much of that wall time was spent inside write transactions, from the moment one holds the write lock to
+the end of its commit (what another writer arriving meanwhile waits for: docs/benchmarks.md, "What is
+left", item 9), one line per way, one figure per round::
 
     python -m bench.floor                        # 10,000 objects at 1,000 per envelope, 3 rounds
     python -m bench.floor --objects 5000 --per 100 --rounds 5
@@ -35,7 +37,7 @@ import gc
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,6 +46,7 @@ from cutout.model.validate import Validator
 from cutout.sanitize.engine import Sanitizer
 from cutout.service import Exchange
 from cutout.settings import load_settings
+from cutout.store.sql import Store, Tx
 
 WAYS = ("full", "checked", "no-validation", "writer")
 WARM = 2_000  # objects stored before the measured ones, as the ingest benchmark's exchange is not empty
@@ -53,6 +56,7 @@ class Run(NamedTuple):
     cpu: float  # µs of this process's CPU per object
     wall: float  # µs per object
     delivered: int  # copies in the reader's inbox at the end
+    held: float  # µs per object inside write transactions (the write lock held, the commit included)
 
 
 def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM, checked: bool = False) -> Run:
@@ -74,11 +78,13 @@ def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM, ch
                 ex.submit(party, outbox.uuid, chunk)
             gc.collect()
             gc.freeze()
+            held = [0.0]
             try:
-                start, started = time.process_time(), time.perf_counter()
-                for chunk in chunks(objects[warm:], per):
-                    ex.submit(party, outbox.uuid, chunk)
-                took, elapsed = time.process_time() - start, time.perf_counter() - started
+                with holding(held):
+                    start, started = time.process_time(), time.perf_counter()
+                    for chunk in chunks(objects[warm:], per):
+                        ex.submit(party, outbox.uuid, chunk)
+                    took, elapsed = time.process_time() - start, time.perf_counter() - started
             finally:
                 gc.unfreeze()
         finally:
@@ -88,7 +94,7 @@ def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM, ch
                 "SELECT count(*) FROM objects o JOIN collections c ON c.id = o.coll WHERE c.kind = 'inbox'"
             ).fetchone()
         n = len(objects) - warm
-        return Run(1e6 * took / n, 1e6 * elapsed / n, int(delivered))
+        return Run(1e6 * took / n, 1e6 * elapsed / n, int(delivered), 1e6 * held[0] / n)
 
 
 @contextlib.contextmanager
@@ -100,6 +106,27 @@ def _replacing(cls: type, name: str, method: Any) -> Iterator[None]:
         yield
     finally:
         setattr(cls, name, before)
+
+
+def holding(
+    held: list[float], clock: Callable[[], float] = time.perf_counter
+) -> contextlib.AbstractContextManager[None]:
+    """``Store.write`` timed: ``held[0]`` grows by the wall time from the moment each write transaction holds
+    the write lock to the end of its commit (or rollback), read from ``clock``."""
+    write = Store.write
+
+    @contextlib.contextmanager
+    def timed(self: Store) -> Iterator[Tx]:
+        start: float | None = None
+        try:
+            with write(self) as tx:
+                start = clock()
+                yield tx
+        finally:
+            if start is not None:
+                held[0] += clock() - start
+
+    return _replacing(Store, "write", timed)
 
 
 def without_validation() -> contextlib.AbstractContextManager[None]:
@@ -159,10 +186,11 @@ def main() -> None:
     for way, runs in results.items():
         cpu = " / ".join(f"{r.cpu:.1f}" for r in runs)
         wall = " / ".join(f"{r.wall:.1f}" for r in runs)
+        held = " / ".join(f"{r.held:.1f}" for r in runs)
         copies = sorted({r.delivered for r in runs})
         print(
-            f"{way:>14}: {cpu} µs of CPU and {wall} µs of wall time per object"
-            f" ({args.per} per envelope; copies delivered: {copies})"
+            f"{way:>14}: {cpu} µs of CPU and {wall} µs of wall time per object, {held} µs of it holding the"
+            f" write lock ({args.per} per envelope; copies delivered: {copies})"
         )
 
 
