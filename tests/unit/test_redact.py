@@ -116,3 +116,28 @@ def test_prefilter_lets_through_every_kind_of_match() -> None:
     assert r("STATION K and Station \u212a") == f"{REDACTED} and {REDACTED}"
     assert r("at ٣.٤.٥.٦ today") == f"at {REDACTED} today"  # \d is any decimal digit, so the filter too
     assert r("call +1 202 555 0147") == f"call {REDACTED}"
+
+
+def test_a_short_term_inside_other_words_does_not_reach_the_regex() -> None:
+    """A party called "AR": "warrant" and "area" hold its key, but not as a word of their own, so the prefilter
+    says no match without the terms' regex; where "AR" stands alone it still says maybe, and it is redacted."""
+    r = Redactor(["AR", "Northern Watch"])
+    for text in ("warrant for the area", "radar array", "northernmost watchtower", "ar_x and xar", "ar9"):
+        assert not r._terms_may_match(text), text
+        assert r(text) == text
+    for text in ("AR said", "per AR.", "(ar)", "ar", "the northern  watch", "x-ar-y"):
+        assert r._terms_may_match(text), text
+        assert REDACTED in r(text), text
+    # a key found both inside a word and alone: the alone one counts, wherever it is in the text
+    assert r("warrant, area, then AR at the end") == f"warrant, area, then {REDACTED} at the end"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["ar", "AR", "war", "ar_", "_ar", "9ar", "-", " ", ".", "x", "Ar-"]), max_size=10))
+def test_the_word_test_agrees_with_the_terms_regex(pieces: list[str]) -> None:
+    r = Redactor(["AR"])
+    text = "".join(pieces)
+    assert r._terms is not None
+    found = r._terms.search(text) is not None
+    assert r._terms_may_match(text) == found  # for a one-word ASCII term the test is exact, not only a filter
+    assert (r(text), r.count) == r._pattern.subn(REDACTED, text)
