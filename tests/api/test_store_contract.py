@@ -162,16 +162,9 @@ def test_a_party_by_token_on_a_connection_the_server_drops_logs_no_traceback(
 
 
 @pytest.mark.postgres
-def test_a_connection_the_server_drops_once_its_work_is_done_logs_no_traceback(
-    store: Store, party: int, caplog: pytest.LogCaptureFixture
-) -> None:
-    """PostgreSQL ends the session after an authentication's statement, while its connection is given back (a
-    restart at that moment): the rollback that ends the statement's implicit transaction fails. The pool
-    replaces the connection and logs one warning line, not a traceback (an unhandled error in the node's log);
-    the authentication itself succeeded, and the next one draws a live connection."""
-    if store.is_sqlite:
-        pytest.skip("only a PostgreSQL server ends a session under the store")
-    ended: list[int] = []
+def _end_session_at_reset(store: Store, ended: list[int]) -> Any:
+    """A pool ``reset`` listener that ends the connection's session on the server, once, just before the pool
+    gives it back (a PostgreSQL restart at that moment)."""
 
     def end_session(dbapi_conn: Any, _record: Any, _state: Any) -> None:
         if not ended:  # once: the pool's reset event comes just before its rollback
@@ -180,16 +173,57 @@ def test_a_connection_the_server_drops_once_its_work_is_done_logs_no_traceback(
                 admin.execute("SELECT pg_terminate_backend(%s)", (ended[0],))
 
     event.listen(store.engine, "reset", end_session)
+    return end_session
+
+
+def test_a_connection_the_server_drops_once_its_work_is_done_logs_no_traceback(
+    store: Store, party: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL ends the session of a connection given back to the pool with a transaction open (as an
+    authentication's was before it ran in autocommit), while the pool gives it back (a restart at that
+    moment): the pool's rollback fails. The pool replaces the connection and logs one warning line, not a
+    traceback (an unhandled error in the node's log); the next call draws a live connection."""
+    if store.is_sqlite:
+        pytest.skip("only a PostgreSQL server ends a session under the store")
+    ended: list[int] = []
+    listener = _end_session_at_reset(store, ended)
     try:
         with caplog.at_level(logging.DEBUG):
+            raw = store.engine.raw_connection()  # given back with its transaction open: the pool rolls it back
+            cur = raw.cursor()
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+            cur.close()
+            raw.close()
+            assert ended
             assert store.party_by_token("h" * 64) is not None
     finally:
-        event.remove(store.engine, "reset", end_session)
-    assert ended
+        event.remove(store.engine, "reset", listener)
     assert [r.getMessage() for r in caplog.records if r.exc_info] == []
     lost = [r for r in caplog.records if "lost while it was given back" in r.getMessage()]
     assert len(lost) == 1 and lost[0].levelno == logging.WARNING
-    assert store.party_by_token("h" * 64) is not None
+
+
+def test_an_authentication_whose_session_the_server_ends_leaves_no_trace(
+    store: Store, party: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An authentication runs in autocommit, so the pool has nothing to roll back when it is given back: a
+    session the server ends at that moment fails nothing then, and the next authentication's ping finds the
+    connection gone and draws another, without a traceback or a warning."""
+    if store.is_sqlite:
+        pytest.skip("only a PostgreSQL server ends a session under the store")
+    ended: list[int] = []
+    listener = _end_session_at_reset(store, ended)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            assert store.party_by_token("h" * 64) is not None
+            assert ended
+            for _ in range(3):
+                assert store.party_by_token("h" * 64) is not None
+    finally:
+        event.remove(store.engine, "reset", listener)
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_add_objects_dedupes_and_orders(store: Store, party: int, hashes: None) -> None:

@@ -468,7 +468,11 @@ class Store:
         """The party row holding a token hash, or None: one statement on a pooled connection (on SQLite one the
         store keeps: ``_connection``), without a transaction around it (one statement reads one snapshot).
         Every request is authenticated first, and a read transaction for it cost twice as much (an
-        authentication on SQLite: 60 against 23-28 µs)."""
+        authentication on SQLite: 60 against 23-28 µs). On PostgreSQL the statement runs in autocommit, so
+        that the driver sends no ``BEGIN`` before it and the pool no ``ROLLBACK`` after it: two round trips of
+        the four an authentication took (the pool's ping is the other: 260-271 against 471-477 µs where a round
+        trip took 91 µs; docs/benchmarks.md, the sixteenth round). The connection goes back to the pool as it
+        came, out of autocommit (``tests/api/test_authentication_statements.py``)."""
         sql = "SELECT * FROM parties WHERE token_hash = ?"
         if self.is_sqlite:
             with self._reachable(), self._connection() as kept:
@@ -483,18 +487,24 @@ class Store:
         with self._reachable():
             conn = self._engine().raw_connection()
             try:
-                cur = conn.cursor()
-                cur.execute(sql if self.is_sqlite else _format_style(sql), (token_hash,))
-                row = cur.fetchone()
-                make = _row_maker("parties", tuple(d[0] for d in cur.description), self.is_sqlite)
-                cur.close()
+                driver: Any = conn.dbapi_connection  # psycopg's: checked out idle, the pool's ping in autocommit
+                driver.autocommit = True
+                try:
+                    cur = conn.cursor()
+                    cur.execute(_format_style(sql), (token_hash,))
+                    row = cur.fetchone()
+                    make = _row_maker("parties", tuple(d[0] for d in cur.description), False)
+                    cur.close()
+                finally:
+                    if not driver.closed:
+                        driver.autocommit = False
             except BaseException:
                 # not given back to be reset: a connection the server dropped fails its rollback, which the pool
                 # logs with a traceback (SQLAlchemy's Connection does the same for its own statements)
                 conn.invalidate()
                 raise
             finally:
-                conn.close()  # back to the pool, which ends PostgreSQL's implicit transaction (rollback)
+                conn.close()  # back to the pool, whose rollback finds no transaction to end
         return None if row is None else make(row)
 
     @contextmanager
