@@ -1534,6 +1534,11 @@ class Exchange:
         from cutout.audit.verify import LogEntry, verify_log
 
         with self.store.read() as tx:
+            # the checkpoints first: each signs only entries committed before it, and the log only grows, so the
+            # entries read next hold all they sign. PostgreSQL's read gives each statement a snapshot of its own
+            # (read committed): read the other way round, a checkpoint signed in between would cover entries
+            # the first read did not see, and the log would be reported short
+            checkpoints = [_StoredCheckpoint(c.size, bytes(c.root), c.note) for c in tx.checkpoints()]
             entries = [
                 LogEntry(
                     r.seq,
@@ -1543,7 +1548,6 @@ class Exchange:
                 )
                 for r in tx.audit_rows()
             ]
-            checkpoints = [_StoredCheckpoint(c.size, bytes(c.root), c.note) for c in tx.checkpoints()]
         return verify_log(entries, checkpoints, self.audit_key(), origin=self.audit_origin)
 
     def prove(self, seq: int | None = None, status_id: str | None = None) -> str:

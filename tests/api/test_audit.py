@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from cutout.audit.errors import ReceiptError
 from cutout.audit.receipt import verify_receipt
 from cutout.errors import NotFound
 from cutout.store import schema as s
+from cutout.store.sql import Tx
 from tests.api.conftest import Caller, World, indicator
 
 
@@ -163,3 +165,42 @@ def test_parties_fetch_their_own_receipts_over_http(world: World) -> None:
     assert fetch(world.consumer, status["id"]).status_code == 404
     assert fetch(world.provider, copy["id"]).status_code == 404
     assert fetch(world.outsider, copy["id"]).json() == fetch(world.outsider, "nothing").json()
+
+
+def test_a_checkpoint_signed_while_the_log_is_read_does_not_make_it_look_short(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another node (here: another connection) appends entries and signs a checkpoint between the verifier's
+    two reads. On PostgreSQL each statement of a read sees what is committed when it starts, so the verifier
+    reads the checkpoints before the entries: whatever comes in between is only more log, never a checkpoint
+    over entries it did not read (the other order reported "entries ... are missing")."""
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    world.provider.send([indicator()])
+    world.exchange.checkpoint()
+    interposed: list[str] = []
+    rows, checkpoints = Tx.audit_rows, Tx.checkpoints
+
+    def meanwhile() -> None:
+        if not interposed:  # after the first of the two reads, whichever it is: once
+            interposed.append("write")
+            world.provider.send([indicator(), indicator()])  # new entries, committed on another connection
+            world.exchange.checkpoint()  # and a checkpoint over them
+
+    def rows_then(self: Tx, up_to: int | None = None) -> list[Any]:
+        out = rows(self, up_to)
+        meanwhile()
+        return out
+
+    def checkpoints_then(self: Tx) -> list[Any]:
+        out = checkpoints(self)
+        meanwhile()
+        return out
+
+    monkeypatch.setattr(Tx, "audit_rows", rows_then)
+    monkeypatch.setattr(Tx, "checkpoints", checkpoints_then)
+    report = world.exchange.verify_audit()
+    monkeypatch.undo()
+    assert interposed == ["write"]
+    assert report.ok, report.summary()
+    later = world.exchange.verify_audit()  # and all of it verifies once it is read whole
+    assert later.ok and later.checkpoints_verified == 2, later.summary()
