@@ -457,9 +457,20 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
+        """A read. On SQLite one transaction: its statements see one snapshot. On PostgreSQL each statement sees
+        what is committed when it starts, as it did inside a transaction at PostgreSQL's (and the store's)
+        read committed level, so the statements run in autocommit: no ``BEGIN`` and ``COMMIT`` around them, two
+        round trips of a poll's four (with the pool's ping and the statement itself). A caller that reads
+        twice orders its reads so that what is committed between them does no harm (``verify_audit``)."""
         with self._reachable(), self._connection() as conn:
-            conn.execution_options(cutout_write=False)  # a kept connection may have served a write last
-            with conn.begin():
+            if self.is_sqlite:
+                conn.execution_options(cutout_write=False)  # a kept connection may have served a write last
+                with conn.begin():
+                    tx = Tx(conn, self.is_sqlite, self._collection_ids)
+                    yield tx
+            else:
+                # the pool gives the connection back to read committed when it is returned
+                conn.execution_options(isolation_level="AUTOCOMMIT")
                 tx = Tx(conn, self.is_sqlite, self._collection_ids)
                 yield tx
         self._collection_ids.update(tx.collection_ids)  # a read sees committed collections only
