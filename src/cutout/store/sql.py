@@ -483,7 +483,7 @@ class Store:
         that the driver sends no ``BEGIN`` before it and the pool no ``ROLLBACK`` after it: two round trips of
         the four an authentication took (the pool's ping is the other: 260-271 against 471-477 µs where a round
         trip took 91 µs; docs/benchmarks.md, the sixteenth round). The connection goes back to the pool as it
-        came, out of autocommit (``tests/api/test_authentication_statements.py``)."""
+        came, out of autocommit (``tests/api/test_postgres_round_trips.py``)."""
         sql = "SELECT * FROM parties WHERE token_hash = ?"
         if self.is_sqlite:
             with self._reachable(), self._connection() as kept:
