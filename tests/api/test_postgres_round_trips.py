@@ -20,6 +20,21 @@ T0 = 1_790_000_000_000_000  # µs
 on_postgres = pytest.mark.parametrize("settings", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 
 
+def _writes_stay_all_or_nothing(exchange: Exchange, parties: list[str]) -> None:
+    """A write that fails leaves nothing, on whichever pooled connection it is made: none was left in
+    autocommit."""
+
+    def add_and_fail() -> None:
+        with exchange.store.write() as tx:
+            tx.add_party("Never Added", True, False, "n" * 64, T0)
+            raise RuntimeError("rolled back")
+
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match="rolled back"):
+            add_and_fail()
+    assert [p["name"] for p in exchange.list_parties()] == parties
+
+
 @on_postgres
 def test_an_authentication_opens_no_transaction_and_leaves_autocommit_off(
     exchange: Exchange, monkeypatch: pytest.MonkeyPatch
@@ -41,16 +56,7 @@ def test_an_authentication_opens_no_transaction_and_leaves_autocommit_off(
     assert len(reset) == 6  # the pool reset each connection it got back...
     # ...and found no transaction to end, on a connection out of autocommit again
     assert reset == [(psycopg.pq.TransactionStatus.IDLE, False)] * 6
-
-    def add_and_fail() -> None:
-        with exchange.store.write() as tx:
-            tx.add_party("Never Added", True, False, "n" * 64, T0)
-            raise RuntimeError("rolled back")
-
-    for _ in range(3):  # on whichever pooled connection: a write that fails still leaves nothing
-        with pytest.raises(RuntimeError, match="rolled back"):
-            add_and_fail()
-    assert [p["name"] for p in exchange.list_parties()] == ["Auth Party"]
+    _writes_stay_all_or_nothing(exchange, ["Auth Party"])
 
 
 @on_postgres
@@ -86,13 +92,4 @@ def test_a_read_opens_no_transaction_and_its_connection_comes_back_as_it_was(
     finally:
         for c in idle:
             c.close()
-
-    def add_and_fail() -> None:
-        with exchange.store.write() as tx:
-            tx.add_party("Never Added", True, False, "n" * 64, T0)
-            raise RuntimeError("rolled back")
-
-    for _ in range(3):  # on whichever pooled connection: a write that fails still leaves nothing
-        with pytest.raises(RuntimeError, match="rolled back"):
-            add_and_fail()
-    assert [p["name"] for p in exchange.list_parties()] == ["Read Party"]
+    _writes_stay_all_or_nothing(exchange, ["Read Party"])

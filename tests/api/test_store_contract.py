@@ -7,7 +7,9 @@ rewrite of its SQL (or a new store) is held to the same answers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -162,9 +164,14 @@ def test_a_party_by_token_on_a_connection_the_server_drops_logs_no_traceback(
 
 
 @pytest.mark.postgres
-def _end_session_at_reset(store: Store, ended: list[int]) -> Any:
-    """A pool ``reset`` listener that ends the connection's session on the server, once, just before the pool
-    gives it back (a PostgreSQL restart at that moment)."""
+@contextlib.contextmanager
+def _session_ended_at_reset(store: Store, caplog: pytest.LogCaptureFixture) -> Iterator[list[int]]:
+    """Inside the block, the server ends a connection's session once, just before the pool gives it back (a
+    PostgreSQL restart at that moment); yields the backend pids ended. The log is captured at DEBUG, and no
+    record of it may carry a traceback (an unhandled error in the node's log)."""
+    if store.is_sqlite:
+        pytest.skip("only a PostgreSQL server ends a session under the store")
+    ended: list[int] = []
 
     def end_session(dbapi_conn: Any, _record: Any, _state: Any) -> None:
         if not ended:  # once: the pool's reset event comes just before its rollback
@@ -173,7 +180,12 @@ def _end_session_at_reset(store: Store, ended: list[int]) -> Any:
                 admin.execute("SELECT pg_terminate_backend(%s)", (ended[0],))
 
     event.listen(store.engine, "reset", end_session)
-    return end_session
+    try:
+        with caplog.at_level(logging.DEBUG):
+            yield ended
+    finally:
+        event.remove(store.engine, "reset", end_session)
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
 
 
 def test_a_connection_the_server_drops_once_its_work_is_done_logs_no_traceback(
@@ -182,24 +194,16 @@ def test_a_connection_the_server_drops_once_its_work_is_done_logs_no_traceback(
     """PostgreSQL ends the session of a connection given back to the pool with a transaction open (as an
     authentication's was before it ran in autocommit), while the pool gives it back (a restart at that
     moment): the pool's rollback fails. The pool replaces the connection and logs one warning line, not a
-    traceback (an unhandled error in the node's log); the next call draws a live connection."""
-    if store.is_sqlite:
-        pytest.skip("only a PostgreSQL server ends a session under the store")
-    ended: list[int] = []
-    listener = _end_session_at_reset(store, ended)
-    try:
-        with caplog.at_level(logging.DEBUG):
-            raw = store.engine.raw_connection()  # given back with its transaction open: the pool rolls it back
-            cur = raw.cursor()
-            cur.execute("SELECT 1")
-            assert cur.fetchone() == (1,)
-            cur.close()
-            raw.close()
-            assert ended
-            assert store.party_by_token("h" * 64) is not None
-    finally:
-        event.remove(store.engine, "reset", listener)
-    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    traceback; the next call draws a live connection."""
+    with _session_ended_at_reset(store, caplog) as ended:
+        raw = store.engine.raw_connection()  # given back with its transaction open: the pool rolls it back
+        cur = raw.cursor()
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+        cur.close()
+        raw.close()
+        assert ended
+        assert store.party_by_token("h" * 64) is not None
     lost = [r for r in caplog.records if "lost while it was given back" in r.getMessage()]
     assert len(lost) == 1 and lost[0].levelno == logging.WARNING
 
@@ -210,19 +214,11 @@ def test_an_authentication_whose_session_the_server_ends_leaves_no_trace(
     """An authentication runs in autocommit, so the pool has nothing to roll back when it is given back: a
     session the server ends at that moment fails nothing then, and the next authentication's ping finds the
     connection gone and draws another, without a traceback or a warning."""
-    if store.is_sqlite:
-        pytest.skip("only a PostgreSQL server ends a session under the store")
-    ended: list[int] = []
-    listener = _end_session_at_reset(store, ended)
-    try:
-        with caplog.at_level(logging.DEBUG):
+    with _session_ended_at_reset(store, caplog) as ended:
+        assert store.party_by_token("h" * 64) is not None
+        assert ended
+        for _ in range(3):
             assert store.party_by_token("h" * 64) is not None
-            assert ended
-            for _ in range(3):
-                assert store.party_by_token("h" * 64) is not None
-    finally:
-        event.remove(store.engine, "reset", listener)
-    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
