@@ -9,7 +9,10 @@ die, and check that each time the transaction is done again in process, whole an
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,6 +180,60 @@ def test_a_child_that_does_not_answer_is_given_up(monkeypatch: pytest.MonkeyPatc
         assert not checks.running  # stopped; the next run starts a new one
     finally:
         checks.close()
+
+
+#: values whose bytes all differ from the next one's, as the writer's mark goes down past 256 and 65,536
+_MARKS = (1 << 40, (1 << 40) - 1, 65_536, 65_535, 256, 255)
+_WRITE_MARKS = f"""
+import sys
+from cutout.model.offload import _Mark
+mark = _Mark.inherited()
+assert mark is not None
+sys.stdout.write("on\\n"); sys.stdout.flush()
+for _ in range(100_000):
+    for value in {_MARKS!r}:
+        mark.set(value)
+        mark.set_front(value)
+"""
+
+
+def test_the_mark_is_read_whole_while_the_other_process_writes_it() -> None:
+    """The writer lowers the mark while the child reads it (and the child moves its front while the writer
+    reads that): a read must give a value that was written, never a mix of two or the zero a cleared field
+    shows. A mark read as 0 made the child answer "taken" for an object the writer had not taken."""
+    shared = offload._Mark.new()
+    assert shared is not None
+    mark, fd = shared
+    mark.set(_MARKS[0])
+    mark.set_front(_MARKS[0])
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITE_MARKS],
+            stdout=subprocess.PIPE,
+            pass_fds=(fd,),
+            env={**os.environ, offload.MARK_FD: str(fd)},
+        )
+    finally:
+        os.close(fd)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"on\n"
+        seen: set[int] = set()
+        reads = 0
+        while proc.poll() is None:
+            for _ in range(1_000):
+                seen.add(mark.get())
+                seen.add(mark.front())
+            reads += 2_000
+        assert proc.returncode == 0
+        assert reads > 10_000  # the two overlapped
+        assert seen <= set(_MARKS), sorted(seen - set(_MARKS))[:5]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        mark.close()
 
 
 # -- the exchange: the same commits either way ----------------------------------------------------------------
@@ -522,16 +579,11 @@ def test_copies_made_ahead_are_the_copies_the_writer_would_make(
         released = _released(inline)
         assert released == readers * sum(len(e) for e in large)  # every object, to each reader
         # every copy was made ahead: by the child, or by the writer for the objects it took (one copy per
-        # recipe); the inline twin made the shared copies itself when two read. Now and then one object's
-        # copies are not (the child answers "none" for it, and the writer makes them in line): about 2 runs in
-        # 300 of this test's envelopes, on the code before session 17 as after, cause not yet found (its
-        # closing note). What is released is the same either way (``offloaded == inline`` above); so the count
-        # allows that one object, and no more
+        # recipe); the inline twin made the shared copies itself when two read. (Now and then one object's were
+        # not, about 2 runs in 300, until the mark the two processes share was read whole: see
+        # test_the_mark_is_read_whole_while_the_other_process_writes_it)
         taken = made_ahead.pop("taken")
-        missed = made_ahead["none"]
-        assert 0 <= missed <= readers  # one object: a copy per reader it goes to
-        own = (released if readers == 2 else 0) + readers * taken + missed
-        assert made_ahead == {"used": released - missed, "none": missed, "own": own}
+        assert made_ahead == {"used": released, "none": 0, "own": (released if readers == 2 else 0) + readers * taken}
     finally:
         ex.close()
 
