@@ -187,6 +187,37 @@ def _version_of(obj: Mapping[str, Any]) -> tuple[str, int]:
     return "", 0
 
 
+class _Facts:
+    """What scheduling and releasing read of each of a submission's own objects, worked out once and before
+    the write lock, since it depends on the object alone: the ids its references hold (``_all_refs``) and its
+    TLP level (``object_tlp``). Keyed by ``id()``: the submission keeps its objects until it ends, and an
+    object not among them (an older one read back for a release) is worked out when asked for, as is one
+    that could not be worked out ahead (not valid STIX, most likely: its validation, in this process or the
+    checking process, then refuses it, and nothing here may raise first)."""
+
+    __slots__ = ("_refs", "_tlp", "_unmarked")
+
+    def __init__(self, objects: Iterable[Any], unmarked: int) -> None:
+        self._unmarked = unmarked
+        self._refs: dict[int, tuple[str, ...]] = {}
+        self._tlp: dict[int, int] = {}
+        for obj in objects:
+            try:
+                refs, tlp = tuple(_all_refs(obj)), object_tlp(obj, unmarked)
+            except Exception:  # noqa: S112  (worked out when asked for, where it raises as it always did)
+                continue
+            self._refs[id(obj)] = refs
+            self._tlp[id(obj)] = tlp
+
+    def refs(self, obj: Mapping[str, Any]) -> tuple[str, ...]:
+        found = self._refs.get(id(obj))
+        return found if found is not None else tuple(_all_refs(obj))
+
+    def tlp(self, obj: Mapping[str, Any]) -> int:
+        found = self._tlp.get(id(obj))
+        return found if found is not None else object_tlp(obj, self._unmarked)
+
+
 class Exchange:
     """The broker's use cases. One instance per process; thread-safe (all state is in the store)."""
 
@@ -611,6 +642,7 @@ class Exchange:
         is given each copy released at once; if it finds one invalid, or fails, this raises before the commit
         (all is rolled back) and ``submit`` does it again validating in process."""
         new = [_stored(obj) for obj in objects]  # before the write lock: it depends on the objects alone
+        facts = _Facts(objects, self.settings.unmarked_level)  # so does this
         with self.store.write() as tx:
             kinds = self._classify(tx, party, objects)
             outbox = tx.collection(party.id, "outbox")
@@ -620,7 +652,7 @@ class Exchange:
             ]
             new_fresh = [n for n, pk in zip(new, pks, strict=True) if pk is not None]
             self._learn_terms(tx, party, objects)
-            held = self._schedule(tx, party, fresh, now)
+            held = self._schedule(tx, party, fresh, now, facts)
             (accepted,) = tx.append_audit(
                 [
                     audit_row(
@@ -643,7 +675,7 @@ class Exchange:
                     pk: (_Source(pk, n.version, n.version_us), obj)
                     for (pk, obj, _), n in zip(fresh, new_fresh, strict=True)
                 }
-                self._release(tx, due_now, now, stored=stored, checks=checks)
+                self._release(tx, due_now, now, stored=stored, checks=checks, facts=facts)
             unversioned = tx.unversioned_added(outbox.id, (n.stix_id for n in new if not n.version))
             status = {
                 "id": status_id,
@@ -741,7 +773,9 @@ class Exchange:
         if not names <= terms:
             tx.update_party(party.id, terms=json.dumps(sorted(terms | names)))
 
-    def _schedule(self, tx: Tx, party: Party, fresh: Sequence[tuple[int, Any, str]], now: int) -> list[dict[str, Any]]:
+    def _schedule(
+        self, tx: Tx, party: Party, fresh: Sequence[tuple[int, Any, str]], now: int, facts: _Facts
+    ) -> list[dict[str, Any]]:
         """Decide who gets each newly stored object, and when. Returns release rows."""
         rows: list[dict[str, Any]] = []
         planned: dict[int, set[str]] = defaultdict(set)  # recipient -> orig ids
@@ -755,10 +789,9 @@ class Exchange:
                 for _, o in intel:
                     if o["type"] == "relationship" and o.get("relationship_type") == "located-at":
                         tied[o["source_ref"]].append(o["target_ref"])
-                unmarked = self.settings.unmarked_level
                 for pk, o in intel:
                     coords = coordinates(o, locations, tied.get(o["id"], ()))
-                    for consumer_id, a in decide(agreements, o["type"], object_tlp(o, unmarked), coords).items():
+                    for consumer_id, a in decide(agreements, o["type"], facts.tlp(o), coords).items():
                         rows.append(
                             {
                                 "due": self._due(a, now),
@@ -774,7 +807,7 @@ class Exchange:
                         )
                         planned[consumer_id].add(o["id"])
         if intel:
-            rows.extend(self._answers(tx, party, intel, planned, now))
+            rows.extend(self._answers(tx, party, intel, planned, now, facts))
         feedback = [(pk, o) for pk, o, kind in fresh if kind == "feedback"]
         if feedback:
             copies = tx.copies_by_out(party.id, {r for _, o in feedback for r in _feedback_refs(o)})
@@ -873,11 +906,12 @@ class Exchange:
         intel: Sequence[tuple[int, Any]],
         planned: Mapping[int, set[str]],
         now: int,
+        facts: _Facts,
     ) -> list[dict[str, Any]]:
         """Objects that answer a request for information (they reference the provider's copy of it) go to the
         requester, with the objects of the same envelope that they reference, under the agreement between the
         two (its TLP ceiling and timing; not its type or area scope: the requester asked)."""
-        refs = {r for _, o in intel for r in _all_refs(o) if r.startswith(REQUEST_TYPE + "--")}
+        refs = {r for _, o in intel for r in facts.refs(o) if r.startswith(REQUEST_TYPE + "--")}
         if not refs:
             return []  # nothing refers to a request (the provider's copies of requests have the request's type)
         requests = {
@@ -886,18 +920,17 @@ class Exchange:
         if not requests:
             return []
         by_id = {o["id"]: (pk, o) for pk, o in intel}
-        unmarked = self.settings.unmarked_level
         rows: list[dict[str, Any]] = []
         agreements = [Agreement.from_row(r) for r in tx.active_agreements_from(party.id)]
         sent: set[tuple[int, int]] = set()
         for pk, o in intel:
-            for ref in _all_refs(o):
+            for ref in facts.refs(o):
                 c = requests.get(ref)
                 if c is None or not self._request_open(tx, c.sender_id, c.orig_id, now):
                     continue
-                answer = [(pk, o)] + [by_id[r] for r in _all_refs(o) if r in by_id and r != o["id"]]
+                answer = [(pk, o)] + [by_id[r] for r in facts.refs(o) if r in by_id and r != o["id"]]
                 for apk, ao in answer:
-                    chosen = _answering(agreements, c.sender_id, object_tlp(ao, unmarked))
+                    chosen = _answering(agreements, c.sender_id, facts.tlp(ao))
                     if chosen is None or ao["id"] in planned.get(c.sender_id, ()) or (c.sender_id, apk) in sent:
                         continue
                     sent.add((c.sender_id, apk))
@@ -1027,13 +1060,16 @@ class Exchange:
         recheck: bool = False,
         stored: Mapping[int, tuple[_Source, dict[str, Any]]] | None = None,
         checks: DeferredChecks | None = None,
+        facts: _Facts | None = None,
     ) -> None:
         """Release items now. With ``recheck`` (held items), each intel item is decided again against the
         agreements active now, and goes under the sanitizing options of the agreement that decides it now.
         ``stored``: sources this transaction has just stored, by pk, with their parsed objects (a release in
-        the submission that stored them need not read them back). ``checks``: what validates the copies
-        (the exchange's validator unless given)."""
+        the submission that stored them need not read them back), and ``facts`` what was worked out of them
+        before the transaction. ``checks``: what validates the copies (the exchange's validator unless
+        given)."""
         stored = stored or {}
+        facts = facts if facts is not None else _Facts((), self.settings.unmarked_level)
         sources: dict[int, Any] = {pk: stored[pk][0] for pk in {i["source_pk"] for i in items} if pk in stored}
         parsed = {pk: stored[pk][1] for pk in sources}
         missing = [i["source_pk"] for i in items if i["source_pk"] not in sources]
@@ -1043,7 +1079,6 @@ class Exchange:
             parsed.update((pk, orjson.loads(row.body)) for pk, row in more.items())  # once, however many readers
         options: dict[int, frozenset[str]] = {}  # agreement id -> its sanitizing options
         active: dict[tuple[int, int], list[Agreement]] = {}  # (sender, recipient) -> agreements active now
-        unmarked = self.settings.unmarked_level
         groups: dict[tuple[int, int, str, bool, frozenset[str]], list[Any]] = defaultdict(list)
         for item in items:
             src = sources.get(item["source_pk"])
@@ -1058,12 +1093,12 @@ class Exchange:
                     active[pair] = [Agreement.from_row(r) for r in rows if r.consumer_id == recipient]
                 o = parsed[src.pk]
                 if kind == "answer":
-                    answering = _answering(active[pair], recipient, object_tlp(o, unmarked))
+                    answering = _answering(active[pair], recipient, facts.tlp(o))
                     if answering is None:
                         continue  # the agreement ended while the item was held (fail closed)
                     allow = answering.allow
                 else:
-                    chosen = decide(active[pair], o["type"], object_tlp(o, unmarked), coordinates(o, {}))
+                    chosen = decide(active[pair], o["type"], facts.tlp(o), coordinates(o, {}))
                     if recipient not in chosen:
                         continue  # the agreement ended while the item was held (fail closed)
                     allow = chosen[recipient].allow
@@ -1106,6 +1141,7 @@ class Exchange:
                 grade,
                 shared=shared,
                 checks=checks,
+                facts=facts,
             )
         for recipient, new in delivered.items():
             # one insert and one delivery event per reader, in its id order: a group per sender, inserted or
@@ -1136,6 +1172,7 @@ class Exchange:
         *,
         shared: dict[Any, Any] | None = None,
         checks: DeferredChecks | None = None,
+        facts: _Facts,
     ) -> list[NewObject]:
         """Release one group: one reader, one sender, one kind (intel, answer, feedback, rfi), one set of
         options. ``grade``: the sender's source reliability, if consumers may see it. Returns the reader's
@@ -1156,7 +1193,7 @@ class Exchange:
         def refs_of(o: Mapping[str, Any]) -> tuple[str, ...]:  # once per object and run, whoever reads it
             found = memo.get(("refs", id(o)))
             if found is None:
-                found = memo[("refs", id(o))] = tuple(_all_refs(o))
+                found = memo[("refs", id(o))] = facts.refs(o)
             return found
 
         # what each reference may become for this recipient
@@ -1198,7 +1235,6 @@ class Exchange:
         ids = {o["id"] for o in objs}
         copies = tx.copies(recipient, sender, ids) if feedback else {i: known[i] for i in ids if i in known}
         stamp = floor_us(now, self.settings.release_granularity)
-        unmarked = self.settings.unmarked_level
         # SCOs first (their ids come from their content), those without references first of all
         order = sorted(
             range(len(objs)),
@@ -1230,7 +1266,7 @@ class Exchange:
             redactor.count = 0
             tlp = memo.get(("tlp", id(obj)))
             if tlp is None:
-                tlp = memo[("tlp", id(obj))] = object_tlp(obj, unmarked)
+                tlp = memo[("tlp", id(obj))] = facts.tlp(obj)
             out, reason = sanitizer.sanitize(
                 obj,
                 keyed=keyed(obj["type"], obj["id"]),

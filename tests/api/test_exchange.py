@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from bench.workload import Workload
 
+from cutout import service
 from cutout.errors import NotFound
 from cutout.model.timestamps import now_us
 from cutout.model.tlp import TLP2_IDS
+from cutout.store import Store
 from cutout.store.sql import PageQuery
 from tests.api.conftest import World, flush_batches, indicator, location
 
@@ -98,6 +103,44 @@ def test_duplicates_are_ordinary_successes_and_not_released_twice(world: World) 
     again = world.provider.send([obj]).json()
     assert first["success_count"] == again["success_count"] == 1
     assert len(inbox_objects(world)) == 1
+
+
+def test_each_objects_references_and_tlp_are_worked_out_once_and_before_the_write_lock(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scheduling and releasing a provider's envelope read each object's references and TLP level, which
+    depend on the object alone: worked out once per object, before the write transaction, they are not part
+    of the time another writer waits for (docs/benchmarks.md, "What is left", item 9)."""
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    envelope = Workload().objects(100)
+    assert any(service._all_refs(o) for o in envelope)  # sightings and relationships: something to release
+    calls: dict[str, list[bool]] = {"refs": [], "tlp": []}
+    writing = [False]
+    write, all_refs, object_tlp = Store.write, service._all_refs, service.object_tlp
+
+    @contextlib.contextmanager
+    def flagged(self: Store) -> Iterator[Any]:
+        with write(self) as tx:
+            writing[0] = True
+            try:
+                yield tx
+            finally:
+                writing[0] = False
+
+    def counted(name: str, f: Any) -> Any:
+        def call(*args: Any) -> Any:
+            calls[name].append(writing[0])
+            return f(*args)
+
+        return call
+
+    monkeypatch.setattr(Store, "write", flagged)
+    monkeypatch.setattr(service, "_all_refs", counted("refs", all_refs))
+    monkeypatch.setattr(service, "object_tlp", counted("tlp", object_tlp))
+    assert world.provider.send(envelope).json()["success_count"] == 100
+    assert calls == {"refs": [False] * 100, "tlp": [False] * 100}
+    monkeypatch.undo()
+    assert len(inbox_objects(world)) == sum(1 for o in envelope if o["type"] in service.RELEASED_TYPES)
 
 
 def test_two_providers_sending_the_same_object_get_the_same_answer(world: World) -> None:
