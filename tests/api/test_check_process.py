@@ -182,7 +182,7 @@ def test_a_child_that_does_not_answer_is_given_up(monkeypatch: pytest.MonkeyPatc
         checks.close()
 
 
-#: values whose bytes all differ from the next one's, as the writer's mark goes down past 256 and 65,536
+#: values each of which changes several bytes of the last, as the writer's mark does going down past 256 and 65,536
 _MARKS = (1 << 40, (1 << 40) - 1, 65_536, 65_535, 256, 255)
 _WRITE_MARKS = f"""
 import sys
