@@ -65,7 +65,7 @@ from cutout.sanitize.redact import Redactor, check_term
 from cutout.settings import Settings
 from cutout.store import Store, Tx
 from cutout.store.schema import SCHEMA_VERSION
-from cutout.store.sql import NewObject, PageQuery
+from cutout.store.sql import NewObject, PageQuery, id_hash, id_hash_once
 
 if TYPE_CHECKING:
     from cutout.model.offload import CheckProcess, DeferredChecks
@@ -146,20 +146,23 @@ def _token_hash(token: str) -> str:
 
 def _stored(obj: Mapping[str, Any], origin: int | None = None) -> NewObject:
     """An object as a collection row: its version (modified, else created, else none) and its exact JSON bytes."""
-    return _row(obj, *_version_of(obj), origin)
+    return _row(obj, *_version_of(obj), origin, id_hash(obj["id"]))
 
 
 def _stored_copy(out: Mapping[str, Any], origin: int, created: int, modified: int) -> NewObject:
     """``_stored`` of a copy the sanitizer just made with these created / modified: its version is the one
-    it was given (to the millisecond, as ``format_ms`` wrote it), not parsed back from the text."""
+    it was given (to the millisecond, as ``format_ms`` wrote it), not parsed back from the text. Its id's
+    hash is worked out once, outside ``id_hash``'s cache (``id_hash_once``): the copy's row and its
+    bookkeeping (``out_hash``) take it from here."""
+    hashed = id_hash_once(out["id"])
     if "modified" in out:
-        return _row(out, out["modified"], modified - modified % 1000, origin)
+        return _row(out, out["modified"], modified - modified % 1000, origin, hashed)
     if "created" in out:
-        return _row(out, out["created"], created - created % 1000, origin)
-    return _row(out, "", 0, origin)
+        return _row(out, out["created"], created - created % 1000, origin, hashed)
+    return _row(out, "", 0, origin, hashed)
 
 
-def _row(obj: Mapping[str, Any], version: str, version_us: int, origin: int | None) -> NewObject:
+def _row(obj: Mapping[str, Any], version: str, version_us: int, origin: int | None, hashed: int) -> NewObject:
     return NewObject(
         stix_id=obj["id"],
         type=obj["type"],
@@ -168,6 +171,7 @@ def _row(obj: Mapping[str, Any], version: str, version_us: int, origin: int | No
         spec_version=str(obj.get("spec_version", "2.1")),
         body=orjson.dumps(obj),
         origin=origin,
+        id_hash=hashed,
     )
 
 
@@ -1301,6 +1305,7 @@ class Exchange:
                     "sender_id": sender,
                     "orig_id": obj["id"],
                     "out_id": out["id"],
+                    "out_hash": new[-1].id_hash,
                     "created_out": created if "created" in out else None,
                     "modified_out": modified if "modified" in out else None,
                     "origin_version_us": src.version_us,

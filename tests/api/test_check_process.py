@@ -498,6 +498,9 @@ def _twin_refusals(tmp_path: Path, envelope: list[dict[str, Any]]) -> list[tuple
         pytest.param(lambda o: o.update(modified="not a timestamp"), id="a timestamp the transaction parses"),
         pytest.param(lambda o: o.pop("type"), id="no type"),
         pytest.param(lambda o: o.update(object_marking_refs="marking-definition--x"), id="markings not a list"),
+        # hashed with the rows, before the transaction: it raises there
+        pytest.param(lambda o: o.update(id=12345), id="an id that is not a string"),
+        pytest.param(lambda o: o.update(id=["indicator--x"]), id="an id that cannot be hashed"),
     ],
 )
 def test_an_invalid_envelope_is_refused_in_the_same_words_and_nothing_is_stored(tmp_path: Path, spoil: Any) -> None:

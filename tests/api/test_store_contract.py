@@ -29,10 +29,13 @@ T0 = 1_790_000_000_000_000  # µs
 
 
 def _obj(n: int, version_us: int = T0, stix_type: str = "indicator") -> NewObject:
+    """An object to add; an even-numbered one comes with its id's hash, as the exchange's rows do, and the
+    store works out the others' (``sql.id_hash`` at call time: the ``hashes`` fixture's, where it is used)."""
     stix_id = f"{stix_type}--00000000-0000-4000-8000-{n:012d}"
     version = "" if stix_type == "ipv4-addr" else f"v{version_us}"
     body = orjson.dumps({"id": stix_id, "v": version_us})
-    return NewObject(stix_id, stix_type, version, version_us if version else 0, "2.1", body)
+    hashed = sql.id_hash(stix_id) if n % 2 == 0 else None
+    return NewObject(stix_id, stix_type, version, version_us if version else 0, "2.1", body, None, hashed)
 
 
 @pytest.fixture
@@ -303,6 +306,7 @@ def test_copies_planned_then_recorded(store: Store, party: int, hashes: None) ->
                     "sender_id": other,
                     "orig_id": "a--1",
                     "out_id": "a--99",
+                    "out_hash": sql.id_hash("a--99"),  # as the exchange passes it (without it: worked out)
                     "created_out": T0,
                     "modified_out": T0 + 1,
                     "origin_version_us": T0 + 2,

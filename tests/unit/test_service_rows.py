@@ -11,6 +11,7 @@ from bench.workload import Workload
 from cutout.model.timestamps import format_ms
 from cutout.model.tlp import TLP2_IDS, object_tlp
 from cutout.service import _all_refs, _Facts, _stored, _stored_copy
+from cutout.store.sql import id_hash, id_hash_once
 
 
 def test_a_copy_s_row_is_the_row_parsed_from_its_text() -> None:
@@ -24,6 +25,8 @@ def test_a_copy_s_row_is_the_row_parsed_from_its_text() -> None:
         assert _stored_copy(out, 5, created, modified) == _stored(out, origin=5)
     sco = {"type": "ipv4-addr", "spec_version": "2.1", "id": "ipv4-addr--x", "value": "198.51.100.7"}
     assert _stored_copy(sco, 5, 1, 2) == _stored(sco, origin=5)
+    assert _stored(sco).id_hash == id_hash(sco["id"])  # what the store would work out without it
+    assert _stored_copy(sco, 5, 1, 2).id_hash == id_hash_once(sco["id"]) == id_hash(sco["id"])
 
 
 def test_what_is_worked_out_before_the_write_lock_is_what_the_release_would_work_out() -> None:

@@ -111,6 +111,14 @@ def id_hash(stix_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(stix_id.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+def id_hash_once(stix_id: str) -> int:
+    """``id_hash`` outside its cache, for an id whose hash the caller works out once and passes along (a
+    released copy's: ``NewObject.id_hash`` and ``out_hash``). A fan-out's copies have a new id each, a hundred
+    readers' worth per envelope: in the cache they would push out the originals' ids, which every reader's
+    bookkeeping looks up again."""
+    return id_hash.__wrapped__(stix_id)
+
+
 class Coll(NamedTuple):
     """A collection, as the store's methods take it."""
 
@@ -128,6 +136,9 @@ class NewObject(NamedTuple):
     spec_version: str
     body: bytes
     origin: int | None = None
+    #: ``id_hash(stix_id)`` where the caller has it already (a copy's, which its bookkeeping needs too:
+    #: ``record_copies`` takes it as ``out_hash``); worked out here when None
+    id_hash: int | None = None
 
 
 @dataclass(frozen=True)
@@ -845,8 +856,9 @@ class Tx:
         coll_id = coll.id
         existing: dict[tuple[str, int], int] = {}
         latest: dict[str, tuple[int, int]] = {}  # stix_id -> (version_us, pk)
-        for chunk in _chunks(list({n.stix_id for n in new}), _IDS_PER_QUERY):
-            cond, params = _by_ids(self.is_sqlite, chunk)
+        hashes = {n.stix_id: id_hash(n.stix_id) if n.id_hash is None else n.id_hash for n in new}
+        for chunk in _chunks(list(hashes), _IDS_PER_QUERY):
+            cond, params = _by_ids(self.is_sqlite, chunk, hashes=hashes)
             cur = self._exec(
                 f"SELECT pk, stix_id, version_us, latest FROM objects WHERE coll = ? AND {cond}", (coll_id, *params)
             )
@@ -881,7 +893,7 @@ class Tx:
                 [
                     coll_id,
                     n.stix_id,
-                    id_hash(n.stix_id),
+                    hashes[n.stix_id],
                     n.type,
                     n.version,
                     n.version_us,
@@ -1144,14 +1156,18 @@ class Tx:
             self._audit_dirty = False
 
     def record_copies(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Set out_id (with its hash) / created_out / modified_out / origin_version_us of planned copies: one
-        insert of those planned in this transaction, one update of those planned before (one executemany each)."""
+        """Set out_id (with its hash: ``out_hash`` where the caller has it, else worked out here) / created_out /
+        modified_out / origin_version_us of planned copies: one insert of those planned in this transaction, one
+        update of those planned before (one executemany each)."""
         fresh: list[tuple[Any, ...]] = []
         older: list[tuple[Any, ...]] = []
         for r in rows:
             key = (r["recipient_id"], r["sender_id"], r["orig_id"])
             out_id = r["out_id"]
-            values = (out_id, id_hash(out_id), r["created_out"], r["modified_out"], r["origin_version_us"])
+            out_hash = r.get("out_hash")
+            if out_hash is None:
+                out_hash = id_hash(out_id)
+            values = (out_id, out_hash, r["created_out"], r["modified_out"], r["origin_version_us"])
             if key in self._planned:
                 del self._planned[key]
                 fresh.append((*key, id_hash(key[2]), *values))
@@ -1434,9 +1450,18 @@ def _one_of(sqlite: bool, column: str, values: Sequence[Any]) -> tuple[str, list
     return f"{column} = ANY(?)", [list(values)]
 
 
-def _by_ids(sqlite: bool, ids: Sequence[str], hashed: str = "id_hash", exact: str = "stix_id") -> tuple[str, list[Any]]:
+def _by_ids(
+    sqlite: bool,
+    ids: Sequence[str],
+    hashed: str = "id_hash",
+    exact: str = "stix_id",
+    *,
+    hashes: Mapping[str, int] | None = None,
+) -> tuple[str, list[Any]]:
     """The condition that a row's id (column ``exact``, its hash ``hashed``) is one of ``ids``, and its
-    parameters: through the hashes' index, then exactly."""
-    by_hash, hashes = _one_of(sqlite, hashed, [id_hash(i) for i in ids])
+    parameters: through the hashes' index, then exactly. ``hashes``: the ids' hashes, where the caller has
+    them (``id_hash`` of each otherwise)."""
+    known = hashes if hashes is not None else {}
+    by_hash, hashes_of = _one_of(sqlite, hashed, [h if (h := known.get(i)) is not None else id_hash(i) for i in ids])
     by_id, values = _one_of(sqlite, exact, ids)
-    return f"{by_hash} AND {by_id}", [*hashes, *values]
+    return f"{by_hash} AND {by_id}", [*hashes_of, *values]
