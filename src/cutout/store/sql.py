@@ -136,8 +136,8 @@ class NewObject(NamedTuple):
     spec_version: str
     body: bytes
     origin: int | None = None
-    #: ``id_hash(stix_id)`` where the caller has it already (a copy's, which its bookkeeping needs too:
-    #: ``record_copies`` takes it as ``out_hash``); worked out here when None
+    #: ``id_hash(stix_id)`` where the caller has it already (the exchange's rows come with it, made before the
+    #: write lock; a copy's bookkeeping takes the same one as ``out_hash``); worked out here when None
     id_hash: int | None = None
 
 
