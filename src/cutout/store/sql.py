@@ -1459,9 +1459,10 @@ def _by_ids(
     hashes: Mapping[str, int] | None = None,
 ) -> tuple[str, list[Any]]:
     """The condition that a row's id (column ``exact``, its hash ``hashed``) is one of ``ids``, and its
-    parameters: through the hashes' index, then exactly. ``hashes``: the ids' hashes, where the caller has
+    parameters: through the hashes' index, then exactly. ``hashes``: every id's hash, where the caller has
     them (``id_hash`` of each otherwise)."""
-    known = hashes if hashes is not None else {}
-    by_hash, hashes_of = _one_of(sqlite, hashed, [h if (h := known.get(i)) is not None else id_hash(i) for i in ids])
+    by_hash, hashes_of = _one_of(
+        sqlite, hashed, [hashes[i] for i in ids] if hashes is not None else [id_hash(i) for i in ids]
+    )
     by_id, values = _one_of(sqlite, exact, ids)
     return f"{by_hash} AND {by_id}", [*hashes_of, *values]
