@@ -51,30 +51,36 @@ class Timed:
         return self.objects / self.seconds if self.seconds > 0 else 0.0
 
     def cpu_per(self, who: str = "server") -> float | None:
-        """CPU seconds per object that ``who`` ("server" or "client") spent in the run, when measured."""
+        """CPU seconds per object that ``who`` spent in the run, when measured: "server" (its process and those
+        it started), "process" (the server's process alone) or "client"."""
         spent = self.extra.get(f"{who}_cpu")
         return spent / self.objects if spent is not None and self.objects else None
 
 
 class CpuMeter:
-    """CPU seconds spent by the server process and by this (client) process over a ``with`` block."""
+    """CPU seconds spent over a ``with`` block by the server (its process and those it started), by its process
+    alone (cutout's serving process without its checking process) and by this (client) process."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.server_cpu: float | None = None
+        self.process_cpu: float | None = None
         self.client_cpu: float | None = None
 
     def __enter__(self) -> CpuMeter:
-        self._s, self._c = self.server.cpu(), time.process_time()
+        self._s, self._p, self._c = self.server.cpu(), self.server.own_cpu(), time.process_time()
         return self
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        end = self.server.cpu()
-        self.server_cpu = end - self._s if end >= self._s else None  # None: the server was killed meanwhile
+        end, own = self.server.cpu(), self.server.own_cpu()
         self.client_cpu = time.process_time() - self._c
+        if end < self._s or own < self._p:  # the server was killed meanwhile: /proc has nothing left to read
+            return
+        self.server_cpu, self.process_cpu = end - self._s, own - self._p
 
     def extra(self) -> dict[str, float]:
-        return {k: v for k, v in (("server_cpu", self.server_cpu), ("client_cpu", self.client_cpu)) if v is not None}
+        spent = (("server_cpu", self.server_cpu), ("process_cpu", self.process_cpu), ("client_cpu", self.client_cpu))
+        return {k: v for k, v in spent if v is not None}
 
 
 class Budget:

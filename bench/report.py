@@ -6,6 +6,7 @@ Nothing here enforces a target: a MISS is reported, never raised.
 from __future__ import annotations
 
 import operator
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -56,6 +57,20 @@ def _cpu(t: Any, what: str = "object") -> str:
     return f"{per * 1e6:,.0f} µs per {what} (one core: ≤ {1 / per:,.0f}/s)"
 
 
+def _split(t: Any, cores: int | None = None) -> str:
+    """Where a run's CPU went, per object: cutout's serving process (which holds the write lock), its checking
+    process and the client; and the rates that bounds: the serving process on one core, and the three
+    together on the machine's cores (client and server share them)."""
+    total, own, client = (t.cpu_per(who) for who in ("server", "process", "client"))
+    if not total or not own or client is None:
+        return "—"
+    n = cores or os.cpu_count() or 1
+    return (
+        f"{own * 1e6:,.0f} / {(total - own) * 1e6:,.0f} / {client * 1e6:,.0f} µs per object (the serving process"
+        f" on one core: ≤ {1 / own:,.0f}/s; the three on {n} cores: ≤ {n / (total + client):,.0f}/s)"
+    )
+
+
 def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
     rows: list[Row] = []
 
@@ -99,6 +114,18 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
         )
     for per in (100, 1000):
         cpu_row(f"server CPU, ingest at {per:,}/envelope", get(f"ingest.{per}.cutout"))
+        ingested = get(f"ingest.{per}.cutout")
+        if ingested is not None and _split(ingested) != "—":
+            rows.append(
+                Row(
+                    f"  CPU of the serving process / its checking process / the client, ingest at {per:,}/envelope",
+                    _split(ingested),
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
     limit = get("machine")
     c1000 = get("ingest.1000.cutout")
     frac = c1000.rate / limit["rate"] if (limit and c1000) else None

@@ -467,7 +467,10 @@ project's; a MISS is reported, never enforced.
   each ingest, fetch and fan-out run, per object. "One core" is the rate that much CPU time per object would
   allow with a core given to the process alone: an upper bound for the code measured on this CPU, whatever
   the other core does. A target above the server's bound is out of reach without less work per object;
-  one above the client's is out of reach for that client.
+  one above the client's is out of reach for that client. For ingest the server's time is also split: the
+  serving process alone (it holds the write lock, so one client's envelopes go no faster than one core
+  allows it), its checking process, and the client; "the three on N cores" is the rate their sum allows
+  on the machine's cores, had the work been spread over them perfectly.
 
 ## Details
 

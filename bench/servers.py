@@ -213,8 +213,13 @@ class Server:
         return self.sampler.peak()
 
     def cpu(self) -> float:
-        """CPU seconds the server process has used so far (user + system)."""
+        """CPU seconds the server process and the processes it started have used so far (user + system)."""
         return cpu_seconds(self.pid)
+
+    def own_cpu(self) -> float:
+        """CPU seconds the server process alone has used so far: cutout's serving process without its checking
+        process (the one that holds the write lock, whose time bounds what one client's envelopes can reach)."""
+        return _own_cpu(self.pid)
 
     # what each server implements
     def writer(self, who: Party) -> Collection:
