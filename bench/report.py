@@ -113,19 +113,12 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
             partial(operator.le, want),
         )
     for per in (100, 1000):
-        cpu_row(f"server CPU, ingest at {per:,}/envelope", get(f"ingest.{per}.cutout"))
         ingested = get(f"ingest.{per}.cutout")
-        if ingested is not None and _split(ingested) != "—":
-            rows.append(
-                Row(
-                    f"  CPU of the serving process / its checking process / the client, ingest at {per:,}/envelope",
-                    _split(ingested),
-                    "",
-                    "",
-                    "",
-                    "",
-                )
-            )
+        cpu_row(f"server CPU, ingest at {per:,}/envelope", ingested)
+        split = _split(ingested) if ingested is not None else "—"
+        if split != "—":
+            label = f"  CPU of the serving process / its checking process / the client, ingest at {per:,}/envelope"
+            rows.append(Row(label, split, "", "", "", ""))
     limit = get("machine")
     c1000 = get("ingest.1000.cutout")
     frac = c1000.rate / limit["rate"] if (limit and c1000) else None
