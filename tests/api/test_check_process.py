@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import orjson
 import pytest
 from bench.workload import Workload
 
+from cutout import service
 from cutout.errors import CutoutError, InvalidContent
 from cutout.keys import Keys
 from cutout.model import offload
@@ -178,6 +180,58 @@ def test_a_child_that_does_not_answer_is_given_up(monkeypatch: pytest.MonkeyPatc
         assert not run.all_valid()
         assert time.monotonic() - started < 10
         assert not checks.running  # stopped; the next run starts a new one
+    finally:
+        checks.close()
+
+
+def _waiting(checks: CheckProcess, wait: float) -> tuple[threading.Thread, list[DeferredChecks | None]]:
+    """A thread asking for the child, willing to wait ``wait`` seconds; what it got is in the list."""
+    got: list[DeferredChecks | None] = []
+    waiter = threading.Thread(target=lambda: got.append(checks.deferred(wait=wait)), daemon=True)
+    waiter.start()
+    return waiter, got
+
+
+def test_a_run_that_may_wait_has_the_child_once_the_run_using_it_ends(child: CheckProcess) -> None:
+    first = child.deferred()
+    assert first is not None
+    waiter, got = _waiting(child, wait=600)
+    waiter.join(0.5)
+    assert waiter.is_alive() and not got, "it did not wait for the child"
+    first.check(_valid_copies(10)[0])
+    assert first.all_valid()  # its verdicts read: the child is given back, and the waiting run has it
+    waiter.join(60)
+    assert not waiter.is_alive()
+    (second,) = got
+    assert second is not None
+    second.check_many(_valid_copies(40))
+    assert second.all_valid()
+    again = child.deferred(wait=600)  # free: no wait at all
+    assert again is not None
+    again.close()
+
+
+@pytest.mark.parametrize("how", ["the child dies", "the exchange closes"])
+def test_whoever_waits_for_a_child_that_stops_is_let_go(how: str) -> None:
+    checks = CheckProcess()
+    checks.start()
+    try:
+        first = checks.deferred()
+        assert first is not None
+        waiter, got = _waiting(checks, wait=600)
+        waiter.join(0.5)
+        assert waiter.is_alive()
+        if how == "the child dies":
+            checks._proc.kill()  # type: ignore[union-attr]
+            checks._proc.wait()  # type: ignore[union-attr]
+            with pytest.raises(Invalid):  # the run finds it gone and gives it up
+                _check_each(first, _valid_copies(40))
+        else:
+            checks.close()
+        waiter.join(60)
+        assert not waiter.is_alive(), "still waiting for a child that is gone"
+        assert got == [None]  # it validates in process
+        first.close()
     finally:
         checks.close()
 
@@ -429,6 +483,61 @@ def test_a_child_that_dies_mid_envelope_changes_nothing_committed(
         assert killed
         assert offloaded == inline
         assert offloaded["statuses"] == 4
+    finally:
+        ex.close()
+
+
+def _provider(ex: Exchange, settings: Settings) -> tuple[Any, str]:
+    party = ex.authenticate("Provider", (settings.data_dir / "token").read_text())
+    return party, next(c.uuid for c in ex.collections(party) if c.kind == "outbox")
+
+
+def test_a_large_submission_waits_for_the_child_another_submission_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two providers' envelopes at once: the second waits for the child (it would wait as long for the write lock)
+    rather than validate and sanitize in the serving process while the first runs, which took several
+    providers' envelopes together to about two thirds of one provider's rate (docs/benchmarks.md, "The twentieth
+    round"). Only a call that may not wait (on the event loop) goes on without it."""
+    _, settings = _twin_brokers(tmp_path, readers=1)
+    ex = _open(settings)
+    try:
+        in_process: list[int] = []
+        check_all = ex.validator.check_all
+        monkeypatch.setattr(ex.validator, "check_all", lambda objs: in_process.append(len(objs)) or check_all(objs))
+        party, outbox = _provider(ex, settings)
+        checks = ex._checks
+        assert checks is not None and checks.running
+        objects = Workload().objects(300)
+
+        other = checks.deferred()  # another submission's run
+        assert other is not None
+        done: list[dict[str, Any]] = []
+        submitting = threading.Thread(target=lambda: done.append(ex.submit(party, outbox, objects[:100])))
+        submitting.start()
+        submitting.join(0.5)
+        assert submitting.is_alive() and not done and not in_process, "it did not wait for the child"
+        other.close()
+        submitting.join(60)
+        assert done and done[0]["success_count"] == 100
+        assert in_process == []  # the child validated it
+
+        monkeypatch.setattr(service, "CHECKS_WAIT", 600.0)
+        other = checks.deferred()
+        assert other is not None
+
+        def on_the_event_loop() -> None:
+            with ex.no_wait():
+                done.append(ex.submit(party, outbox, objects[100:200]))
+
+        submitting = threading.Thread(target=on_the_event_loop, daemon=True)
+        submitting.start()
+        submitting.join(60)
+        assert not submitting.is_alive(), "a call that may not wait waited for the child"
+        assert done[1]["success_count"] == 100 and in_process == [100]
+        other.close()
+        assert ex.submit(party, outbox, objects[200:])["success_count"] == 100
+        assert in_process == [100]
     finally:
         ex.close()
 

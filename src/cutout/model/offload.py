@@ -578,11 +578,13 @@ class DeferredChecks:
 
 class CheckProcess:
     """One child process that validates submissions and their copies (see the module's text); started with the
-    server, replaced after it fails. Thread-safe: one submission uses it at a time (a writer holds the store's
-    write lock, so there is at most one), and one that finds it busy or gone validates in process."""
+    server, replaced after it fails. Thread-safe: one submission uses it at a time, from before its write
+    transaction until its verdicts are in, just before it commits. Another may wait for it meanwhile
+    (:meth:`deferred`); one that does not, or finds it gone, validates in process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._free = threading.Condition(self._lock)  # notified when a run gives the child back, or it stops
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: _Channel | None = None
         self._in_use = False
@@ -645,9 +647,13 @@ class CheckProcess:
         if not self._closed and not self._starting:
             threading.Thread(target=self.start, name="cutout-check-start", daemon=True).start()
 
-    def deferred(self) -> DeferredChecks | None:
-        """The child's part in one submission, or None when it is not running or is in use."""
+    def deferred(self, wait: float = 0.0) -> DeferredChecks | None:
+        """The child's part in one submission, or None when it is not running, or is still in use after
+        ``wait`` seconds. Waiting ends as soon as the run using it gives it back (its verdicts read, before its
+        commit) or the child stops; whoever waits longest is not promised to be served first."""
         with self._lock:
+            if wait > 0:
+                self._free.wait_for(lambda: not self._in_use, wait)
             if self._conn is None or self._proc is None or self._proc.poll() is not None:
                 gone = self._conn is not None
                 if gone:
@@ -666,6 +672,7 @@ class CheckProcess:
         with self._lock:
             if conn is self._conn:
                 self._in_use = False
+                self._free.notify()
 
     def discard(self, conn: _Channel) -> None:
         """Stop a child that failed or is out of step; the next :meth:`start` makes a new one."""
@@ -679,6 +686,7 @@ class CheckProcess:
         self._conn = self._proc = None
         self._mark = None  # not closed: a run may still read it (it is freed with its last reference)
         self._in_use = False
+        self._free.notify_all()  # whoever waits for it finds it gone
         if proc is not None:
             _end(proc)
 

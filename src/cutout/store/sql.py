@@ -331,12 +331,13 @@ class Store:
         finally:
             calls.no_wait = False
 
-    def _may_wait(self) -> bool:
+    def may_wait(self) -> bool:
+        """Whether this thread's calls may wait (False inside :meth:`no_wait`)."""
         return not getattr(self._calls, "no_wait", False)
 
     def _engine(self) -> Engine:
         """The engine this thread's calls use now."""
-        if self._no_wait_engine is not None and not self._may_wait():
+        if self._no_wait_engine is not None and not self.may_wait():
             return self._no_wait_engine
         return self.engine
 
@@ -355,7 +356,7 @@ class Store:
         if writer is None:
             yield
             return
-        if self._may_wait():
+        if self.may_wait():
             if not writer.acquire(timeout=self.lock_timeout):
                 raise StoreUnavailable(_UNAVAILABLE)
         elif not writer.acquire(blocking=False):
@@ -540,10 +541,10 @@ class Store:
                 raise  # a broken SQLite file or schema is a fault, not a wait
             # the client's words either way (a WouldWait is caught before it reaches one); the driver's stay in
             # the exception chain
-            gone = WouldWait if not self._may_wait() else StoreUnavailable
+            gone = WouldWait if not self.may_wait() else StoreUnavailable
             raise gone(_UNAVAILABLE) from exc
         except PoolTimeout as exc:
-            busy = WouldWait if not self._may_wait() else StoreUnavailable
+            busy = WouldWait if not self.may_wait() else StoreUnavailable
             raise busy("the exchange is overloaded; try again (resending is safe)") from exc
 
     def page_size(self) -> int:
