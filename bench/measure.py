@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import math
 import statistics
 import sys
@@ -133,6 +134,60 @@ def ingest(server: Server, objects: Sequence[dict[str, Any]], per: int, budget: 
     bodies = envelopes(objects, per)
     counts = [min(per, len(objects) - i) for i in range(0, len(objects), per)]
     return post(server, bodies, counts, budget)
+
+
+def ingest_at_once(
+    server: Server, objects: Sequence[dict[str, Any]], per: int, writers: int, budget: float | None = None
+) -> Timed:
+    """``writers`` clients POST at once, each its own share of ``objects`` (contiguous, whole blocks of ten, so
+    nothing refers to another's objects) in envelopes of ``per``, one after another, from a thread each; the
+    time runs from their common start until the last is acknowledged. Every object must be stored.
+
+    With a time budget, the server is killed when it runs out and the run counts as not finished."""
+    clients = server.writers(writers)
+    blocks = len(objects) // 10
+    bounds = [10 * (blocks * i // writers) for i in range(writers + 1)]
+    shares = [objects[a:b] for a, b in itertools.pairwise(bounds)]
+    work = [(envelopes(share, per), [min(per, len(share) - i) for i in range(0, len(share), per)]) for share in shares]
+    start_line = threading.Barrier(writers + 1)
+    stored = [0] * writers
+    failed: list[BaseException] = []
+    server.mark()
+
+    def send(i: int) -> None:
+        bodies, counts = work[i]
+        start_line.wait()
+        try:
+            for body, n in zip(bodies, counts, strict=True):
+                status = clients[i].add_objects(body)
+                if status.status != "complete" or status.success_count != n:
+                    raise HarnessError(
+                        f"{server.name} did not store an envelope of {n} from writer {i + 1}: status "
+                        f"{status.status}, {status.success_count} succeeded, {status.failure_count} failed"
+                    )
+                stored[i] += n
+        except requests.RequestException as exc:
+            if not server.killed_by_budget:
+                failed.append(exc)
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
+    threads = [threading.Thread(target=send, args=(i,), name=f"bench-writer-{i + 1}") for i in range(writers)]
+    for t in threads:
+        t.start()
+    with Budget(server, budget) as b, CpuMeter(server) as cpu:
+        start_line.wait()
+        start = time.perf_counter()
+        for t in threads:
+            t.join()
+        seconds = time.perf_counter() - start
+    if failed:
+        raise failed[0]
+    done = sum(stored)
+    finished = b.finished and not server.killed_by_budget
+    note = "" if finished else f"did not finish in {budget:.0f} s ({done:,} objects stored by then)"
+    extra = {"wanted": len(objects), "writers": writers, **cpu.extra()}
+    return Timed(done, seconds, server.peak_rss(), finished, note, extra)
 
 
 # -- fetch -------------------------------------------------------------------------------------------------------

@@ -144,6 +144,46 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
         )
     )
 
+    k, n_once, per_once = sizes.ingest_writers, sizes.ingest_at_once_objects, sizes.ingest_per[-1]
+    throughput(
+        f"ingest {n_once:,} objects, {k} providers at once, {per_once:,}/envelope",
+        "ingest.at_once.cutout",
+        "ingest.at_once.medallion",
+        "",
+        None,
+    )
+    once_c, once_m = get("ingest.at_once.cutout"), get("ingest.at_once.medallion")
+    one_c, one_m = get(f"ingest.{per_once}.cutout"), get(f"ingest.{per_once}.medallion")
+
+    def against_one(at_once: Any, one: Any) -> str:
+        if at_once is None or one is None or not (at_once.finished and one.finished) or not one.rate:
+            return "—"
+        return f"{at_once.rate / one.rate:.2f}×"
+
+    if once_c is not None:
+        rows.append(
+            Row(
+                f"  {k} providers at once against one, {per_once:,}/envelope",
+                against_one(once_c, one_c),
+                against_one(once_m, one_m) if once_m is not None else "",
+                "",
+                "",
+                "",
+            )
+        )
+        split = _split(once_c)
+        if split != "—":
+            rows.append(
+                Row(
+                    f"  CPU of the serving process / its checking process / the client, {k} at once",
+                    split,
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
+
     small, big = sizes.fetch_sizes
     f_small, f_big = get(f"fetch.{small}.cutout"), get(f"fetch.{big}.cutout")
     throughput(

@@ -54,6 +54,9 @@ ALIASES = {"memory": ("ingest", "fetch")}
 class Sizes:
     ingest_objects: int = 10_000
     ingest_per: tuple[int, int] = (100, 1000)
+    # several providers POSTing envelopes of 1,000 at once, each its share of this many objects
+    ingest_writers: int = 4
+    ingest_at_once_objects: int = 20_000
     fetch_sizes: tuple[int, int] = (10_000, 100_000)
     page: int = 1000
     fetch_repeat: int = 3  # cutout pages through each size this many times; the best run counts
@@ -87,6 +90,8 @@ class Sizes:
 SMOKE = Sizes(
     ingest_objects=200,
     ingest_per=(100, 1000),
+    ingest_writers=2,
+    ingest_at_once_objects=400,
     fetch_sizes=(200, 400),
     page=100,
     fetch_repeat=1,
@@ -186,6 +191,22 @@ class Run:
                     t = measure.ingest(m, objs, per, budget=s.medallion_load_budget)
                     self.results[f"ingest.{per}.medallion"] = t
                     log(f"  {t.rate:,.0f} objects/s, peak RSS {t.peak_rss / 2**20:,.0f} MB {t.note}")
+        objs, per, k = self.objects(s.ingest_at_once_objects), s.ingest_per[-1], s.ingest_writers
+        with CutoutServer(providers=k) as c:
+            log(f"cutout (pid {c.pid}): {k} providers at once, {len(objs):,} objects at {per:,}/envelope")
+            t = measure.ingest_at_once(c, objs, per, k)
+            got = measure.count_inbox(c, c.consumer)
+            if got != len(objs):
+                raise measure.HarnessError(f"cutout: the consumer received {got} of {len(objs)} objects")
+            self._check_log(c)
+            self.results["ingest.at_once.cutout"] = t
+            log(f"  {t.rate:,.0f} objects/s")
+        if self.peer:
+            with MedallionServer() as m:
+                log(f"medallion (pid {m.pid}): {k} clients at once, {len(objs):,} objects at {per:,}/envelope")
+                t = measure.ingest_at_once(m, objs, per, k, budget=s.medallion_load_budget)
+                self.results["ingest.at_once.medallion"] = t
+                log(f"  {t.rate:,.0f} objects/s {t.note}")
 
     def fetch(self) -> None:
         s = self.sizes
@@ -419,6 +440,13 @@ project's; a MISS is reported, never enforced.
   collection. Its `next` tokens are kept 600 s instead of 30 s so paging is not cut short by that defect.
 - **ingest**: {s.ingest_objects:,} objects through TAXII POST, {" and ".join(f"{p:,}" for p in s.ingest_per)} objects
   per envelope, a fresh server each time. Envelopes are serialised before the clock starts.
+- **ingest at once**: {s.ingest_writers} clients POST at the same time, each its own share of
+  {s.ingest_at_once_objects:,} objects in envelopes of {s.ingest_per[-1]:,}, one after another, from a thread each of
+  the harness; the time runs from their common start until the last is acknowledged. On cutout each client is a
+  provider of its own, under an agreement with the one consumer (so every object is still sanitized for it
+  and released); on medallion they are clients of its one user. Shown beside the one-client rate at
+  {s.ingest_per[-1]:,} per envelope: an exchange serves many providers, and one that slowed down when two sent
+  at once would show it here.
 - **machine limit**: the same {s.machine_objects:,} objects in envelopes of 1,000: `orjson.loads` of the envelope,
   `orjson.dumps` of every object, one `executemany` of 1,000 rows per transaction into SQLite (WAL,
   `synchronous=FULL`, cutout's page size, same file system); best of 3. cutout's ingest is shown as a share of it.

@@ -225,6 +225,10 @@ class Server:
     def writer(self, who: Party) -> Collection:
         raise NotImplementedError
 
+    def writers(self, k: int) -> list[Collection]:
+        """``k`` clients that write at once, each on a connection of its own."""
+        raise NotImplementedError
+
     def reader(self, who: Party) -> Collection:
         raise NotImplementedError
 
@@ -272,11 +276,17 @@ class CutoutServer(Server):
     """
 
     def __init__(
-        self, consumers: int = 1, db: str | None = None, nodes: int = 1, members: tuple[int, int] = (0, 0)
+        self,
+        consumers: int = 1,
+        db: str | None = None,
+        nodes: int = 1,
+        members: tuple[int, int] = (0, 0),
+        providers: int = 1,
     ) -> None:
         """``members``: (parties, agreements each) registered besides the bench's own: that many more parties,
         every other one a provider holding that many agreements with the others (the exchange's membership,
-        which the bench's provider and consumer do not deal with)."""
+        which the bench's provider and consumer do not deal with). ``providers``: how many providers, each
+        under an agreement with every consumer (``provider`` is the first of ``providers``)."""
         super().__init__("cutout", Path(tempfile.mkdtemp(prefix="cutout-bench-")))
         self.nodes: list[RunningServer] = []
         if db:
@@ -287,13 +297,18 @@ class CutoutServer(Server):
         Exchange.init(settings, "Bench Exchange")
         ex = Exchange.open(settings)
         try:
-            _, token = ex.add_party("Bench Provider", provider=True, consumer=False)
-            self.provider = Party("Bench Provider", token)
+            self.providers: list[Party] = []
+            for i in range(providers):
+                name = "Bench Provider" + (f" {i + 1}" if i else "")
+                _, token = ex.add_party(name, provider=True, consumer=False)
+                self.providers.append(Party(name, token))
+            self.provider = self.providers[0]
             self.consumers: list[Party] = []
             for i in range(consumers):
                 name = f"Bench Consumer {i + 1}"
                 _, token = ex.add_party(name, provider=False, consumer=True)
-                ex.add_agreement(self.provider.name, name, delay=0)
+                for p in self.providers:
+                    ex.add_agreement(p.name, name, delay=0)
                 self.consumers.append(Party(name, token))
             parties, each = members
             for i in range(parties):
@@ -303,7 +318,7 @@ class CutoutServer(Server):
                     ex.add_agreement(f"Member {i}", f"Member {(i + 1 + 2 * j) % parties}", delay=0)
             self.consumer = self.consumers[0]
             self._colls: dict[str, dict[str, str]] = {}
-            for p in (self.provider, *self.consumers):
+            for p in (*self.providers, *self.consumers):
                 party = ex.authenticate(p.name, p.password)
                 self._colls[p.name] = {c.kind: c.uuid for c in ex.collections(party)}
         finally:
@@ -329,6 +344,12 @@ class CutoutServer(Server):
 
     def writer(self, who: Party) -> Collection:
         return self._collection(self.url(who, "outbox"), who)
+
+    def writers(self, k: int) -> list[Collection]:
+        """The first ``k`` providers' outboxes (the server was made with at least that many)."""
+        if k > len(self.providers):
+            raise ValueError(f"this server has {len(self.providers)} providers, not {k}")
+        return [self.writer(p) for p in self.providers[:k]]
 
     def reader(self, who: Party) -> Collection:
         return self._collection(self.url(who, "inbox"), who)
@@ -418,6 +439,13 @@ class MedallionServer(Server):
 
     def writer(self, who: Party) -> Collection:
         return self._collection(self.url(), who)
+
+    def writers(self, k: int) -> list[Collection]:
+        """``k`` clients of the one user (medallion's users are not providers: it has one collection for all)."""
+        clients = [Collection(self.url(), user=self.USER.name, password=self.USER.password) for _ in range(k)]
+        for c in clients:
+            _ = c.can_read  # loaded before any clock starts, as ``_collection`` does
+        return clients
 
     def reader(self, who: Party) -> Collection:
         return self._collection(self.url(), who)

@@ -1,14 +1,17 @@
 """bench: where an ingest run's CPU went, split between cutout's serving process, its checking process and the
-client, and the bounds the table draws from it (docs/benchmarks.md reads the ingest misses from that row)."""
+client, and the bounds the table draws from it (docs/benchmarks.md reads the ingest misses from that row); and
+several providers' envelopes at once, beside one provider's."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from bench import report
-from bench.measure import CpuMeter, Timed
+from bench.measure import CpuMeter, HarnessError, Timed, ingest_at_once
 from bench.run import Sizes
+from bench.workload import Workload
 
 
 class _FakeServer:
@@ -69,3 +72,81 @@ def test_the_table_has_the_split_row_under_each_ingest() -> None:
     split = [row for row in rows if "its checking process" in row.name]
     assert [row.name.strip().rsplit(" ", 1)[1] for row in split] == ["100/envelope", "1,000/envelope"]
     assert all(row.cutout.startswith("64 / 48 / 4 µs") for row in split)
+
+
+# -- several providers at once ----------------------------------------------------------------------------------
+
+
+class _Status:
+    def __init__(self, n: int, ok: bool = True) -> None:
+        self.status = "complete" if ok else "pending"
+        self.success_count, self.failure_count = (n, 0) if ok else (0, n)
+
+
+class _Outbox:
+    """A writer's collection that keeps what it was sent (refusing the ``refuse``-th envelope, counting from 1)."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.sent: list[list[str]] = []
+        self._refuse = refuse
+
+    def add_objects(self, body: bytes) -> _Status:
+        ids = [o["id"] for o in orjson.loads(body)["objects"]]
+        self.sent.append(ids)
+        return _Status(len(ids), ok=len(self.sent) != self._refuse)
+
+
+class _ServerOfWriters(_FakeServer):
+    name = "fake"
+    killed_by_budget = False
+
+    def __init__(self, outboxes: list[_Outbox]) -> None:
+        super().__init__(total=[0.0, 1.0], own=[0.0, 0.5])
+        self.outboxes = outboxes
+
+    def writers(self, k: int) -> list[_Outbox]:
+        assert k == len(self.outboxes)
+        return self.outboxes
+
+    def mark(self) -> None:
+        pass
+
+    def peak_rss(self) -> int:
+        return 0
+
+
+def test_writers_at_once_each_send_a_share_of_whole_blocks_and_all_of_it_counts() -> None:
+    objects = Workload().objects(2_330)
+    outboxes = [_Outbox() for _ in range(4)]
+    timed = ingest_at_once(_ServerOfWriters(outboxes), objects, 250, 4)  # type: ignore[arg-type]
+    assert timed.objects == len(objects) and timed.finished
+    shares = [[i for envelope in o.sent for i in envelope] for o in outboxes]
+    assert [i for share in shares for i in share] == [o["id"] for o in objects]  # each its own, in order, all once
+    assert all(len(share) % 10 == 0 for share in shares)  # a block (what its sightings refer to) is not split
+    assert all(len(envelope) <= 250 for o in outboxes for envelope in o.sent)
+    assert {len(share) for share in shares} == {580, 590}
+
+
+def test_an_envelope_a_writer_at_once_was_refused_stops_the_run() -> None:
+    outboxes = [_Outbox(), _Outbox(refuse=2)]
+    with pytest.raises(HarnessError, match="writer 2"):
+        ingest_at_once(_ServerOfWriters(outboxes), Workload().objects(400), 100, 2)  # type: ignore[arg-type]
+
+
+def test_the_table_puts_several_providers_at_once_beside_one() -> None:
+    results: dict[str, Any] = {
+        "ingest.1000.cutout": Timed(10_000, 0.7, 1),
+        "ingest.at_once.cutout": Timed(
+            20_000, 1.12, 0, extra={"server_cpu": 2.2, "process_cpu": 1.2, "client_cpu": 0.1}
+        ),
+        "ingest.1000.medallion": Timed(10_000, 4.0, 1),
+        "ingest.at_once.medallion": Timed(20_000, 10.0, 0),
+    }
+    rows = {row.name.strip(): row for row in report.build_rows(results, Sizes())}
+    at_once = rows["ingest 20,000 objects, 4 providers at once, 1,000/envelope"]
+    assert (at_once.cutout, at_once.medallion, at_once.target, at_once.verdict) == ("17,857/s", "2,000/s", "", "—")
+    against = rows["4 providers at once against one, 1,000/envelope"]
+    assert (against.cutout, against.medallion) == ("1.25×", "0.80×")  # 17,857 / 14,286 and 2,000 / 2,500
+    assert rows["CPU of the serving process / its checking process / the client, 4 at once"].cutout.startswith(
+        "60 / 50 / 5 µs per object"
+    )
