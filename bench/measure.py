@@ -326,9 +326,8 @@ def fanout(server: CutoutServer, objects: Sequence[dict[str, Any]], per: int) ->
 # -- during a burst -----------------------------------------------------------------------------------------------
 @dataclass
 class Burst:
-    """A consumer's polls and a second provider's one-object POSTs, with the exchange idle and while the
-    provider POSTs envelope after envelope; ``ingested`` objects were acknowledged over the ``seconds`` the
-    burst was measured."""
+    """A consumer's polls and one-object POSTs, with the exchange idle and while bulk providers POST envelope
+    after envelope; ``ingested`` objects were acknowledged over the ``seconds`` the burst was measured."""
 
     polls_idle: Latency
     polls_busy: Latency
@@ -350,25 +349,27 @@ def during_burst(
     singles: Sequence[dict[str, Any]],
     gap: float = 0.01,
     post_gap: float = 0.05,
+    providers: int = 1,
 ) -> Burst:
-    """Two things a time-critical party does, each first with nothing else going on and then while a bulk
-    provider keeps the exchange busy (a thread of this process sending envelopes of ``per``, serialised
-    beforehand, one after another):
+    """Two things a time-critical party does, each first with nothing else going on and then while bulk
+    providers keep the exchange busy (``providers`` threads of this process, each sending envelopes of
+    ``per``, serialised beforehand, one after another, from a provider of its own):
 
     - the consumer's poll: ``added_after`` a moment before the first envelope, ``limit=10`` (the same ten
       objects each time), ``polls`` times, one every ``gap`` seconds;
     - a one-object POST (``singles``, one each), acknowledged stored and released: every ``post_gap`` seconds.
 
-    The bulk provider's thread spends its time waiting for the server's answers, so it hardly competes with
-    the measuring thread for this process's interpreter."""
+    The bulk providers' threads spend their time waiting for the server's answers, so they hardly compete
+    with the measuring thread for this process's interpreter."""
     bodies = envelopes(objects, per)
-    if len(bodies) < 2 or per < 10:
-        raise HarnessError("a burst needs at least two envelopes of at least ten objects")
+    if len(bodies) < 1 + providers or per < 10:
+        raise HarnessError("a burst needs at least one envelope of at least ten objects per provider, and one more")
     half = len(singles) // 2
     if half < 1:
         raise HarnessError("a burst needs at least two single objects")
-    writer, reader = server.writer(server.provider), server.reader(server.consumer)
-    urgent = server.writer(server.provider)  # a connection of its own
+    writers = server.writers(providers)
+    writer, reader = writers[0], server.reader(server.consumer)
+    urgent = server.writer(server.provider)  # the first provider's, on a connection of its own
     since = _stamp(time.time() - 1)
     first = writer.add_objects(bodies[0])
     if first.status != "complete" or first.success_count != min(per, len(objects)):
@@ -398,41 +399,52 @@ def during_burst(
     posts_idle = [post(o) for o in singles[:half]]
 
     stored = 0
+    counting = threading.Lock()
     stop = threading.Event()
     failed: list[BaseException] = []
 
-    def provider() -> None:
+    def provider(i: int) -> None:
         nonlocal stored
         try:
-            for body in bodies[1:]:
+            for body in bodies[1 + i :: providers]:  # whole envelopes, each provider every providers-th
                 if stop.is_set():
                     return
-                status = writer.add_objects(body)
+                status = writers[i].add_objects(body)
                 if status.status != "complete":
                     raise HarnessError(f"{server.name} did not store an envelope of the burst: {status.status}")
-                stored += status.success_count
+                with counting:
+                    stored += status.success_count
         except BaseException as e:  # handed to the measuring thread, which raises it
             failed.append(e)
 
-    thread = threading.Thread(target=provider, name="burst-provider", daemon=True)
+    threads = [
+        threading.Thread(target=provider, args=(i,), name=f"burst-provider-{i + 1}", daemon=True)
+        for i in range(providers)
+    ]
+
+    def bursting() -> bool:  # every bulk provider still sending
+        return all(t.is_alive() for t in threads)
+
     polls_busy: list[float] = []
     posts_busy: list[float] = []
-    thread.start()
+    for t in threads:
+        t.start()
     try:
-        while stored == 0 and thread.is_alive():  # the burst is under way: one envelope through
+        while stored == 0 and bursting():  # the burst is under way: one envelope through
             time.sleep(0.001)
         start_stored, start = stored, time.perf_counter()
-        while len(polls_busy) < polls and thread.is_alive():
+        while len(polls_busy) < polls and bursting():
             polls_busy.append(poll())
         for obj in singles[half : 2 * half]:
-            if not thread.is_alive():
+            if not bursting():
                 break
             posts_busy.append(post(obj))
         seconds, ingested = time.perf_counter() - start, stored - start_stored
-        ran_out = not thread.is_alive()
+        ran_out = not bursting()
     finally:
         stop.set()
-        thread.join()
+        for t in threads:
+            t.join()
     if failed:
         raise failed[0]
 

@@ -308,13 +308,12 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
     for size, why in r.get("latency.medallion.skipped", []):
         rows.append(Row(f"  medallion latency at {size:,} objects", "", why, "", "", ""))
 
+    def p50_p99(lat: Any) -> str:
+        text = f"{_ms(lat.p50)} / {_ms(lat.p99)}" if lat.samples else "—"
+        return text + (f" ({lat.note})" if lat.note else "")
+
     burst = get("burst.cutout")
     if burst is not None:
-
-        def p50_p99(lat: Any) -> str:
-            text = f"{_ms(lat.p50)} / {_ms(lat.p99)}" if lat.samples else "—"
-            return text + (f" ({lat.note})" if lat.note else "")
-
         per = f"{sizes.burst_per:,}"
         for what, busy, idle in (
             ("a consumer's poll (ten objects)", burst.polls_busy, burst.polls_idle),
@@ -332,6 +331,24 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
             )
             rows.append(Row("  the same with the exchange idle, p50 / p99", p50_p99(idle), "", "", "", ""))
         rows.append(Row("  the provider's ingest during the burst", _rate(burst.rate), "", "", "", ""))
+    at_once = get("burst.at_once.cutout")
+    if at_once is not None:
+        per, k = f"{sizes.burst_per:,}", sizes.burst_providers
+        for what, busy in (
+            ("a consumer's poll (ten objects)", at_once.polls_busy),
+            ("a one-object POST (until acknowledged)", at_once.posts_busy),
+        ):
+            rows.append(
+                Row(
+                    f"{what} while {k} providers POST {per}-object envelopes at once, p50 / p99",
+                    p50_p99(busy),
+                    "not measured",
+                    "",
+                    "",
+                    "",
+                )
+            )
+        rows.append(Row("  the providers' ingest during that burst", _rate(at_once.rate), "", "", "", ""))
 
     fan = get("fanout.cutout")
     rows.append(

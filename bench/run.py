@@ -81,6 +81,8 @@ class Sizes:
     burst_posts: int = 30
     burst_objects: int = 90_000
     burst_per: int = 1000
+    # the same again while this many providers POST at once (each a share of the burst's objects)
+    burst_providers: int = 4
     fanout_consumers: int = 100
     fanout_objects: int = 1000
     fanout_per: int = 100
@@ -105,6 +107,7 @@ SMOKE = Sizes(
     burst_posts=3,
     burst_objects=2000,
     burst_per=100,
+    burst_providers=2,
     fanout_consumers=5,
     fanout_objects=100,
     fanout_per=50,
@@ -295,6 +298,16 @@ class Run:
         ):
             log(f"  {name}: p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms {lat.note}")
         log(f"  the provider's ingest during the burst: {burst.rate:,.0f} objects/s")
+        k = s.burst_providers
+        with CutoutServer(providers=k) as c:
+            log(f"cutout (pid {c.pid}): the same during a burst from {k} providers at once")
+            objects, singles = self.objects(s.burst_objects), self.singles(c, 2 * s.burst_posts)
+            burst = measure.during_burst(c, objects, s.burst_per, s.burst_polls, singles, providers=k)
+            self._check_log(c)
+        self.results["burst.at_once.cutout"] = burst
+        for name, lat in (("poll, burst", burst.polls_busy), ("one-object POST, burst", burst.posts_busy)):
+            log(f"  {name}: p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms {lat.note}")
+        log(f"  the providers' ingest during the burst: {burst.rate:,.0f} objects/s")
         if not self.peer:
             return
         found: list[measure.Latency] = []
@@ -379,7 +392,7 @@ def _details(results: dict[str, Any]) -> str:
                     spread = "p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms".format(*ms)
                 lines.append(f"| {key}: {name} | {len(lat.samples)} samples | | {spread} | | | {lat.note} |")
             meanwhile = f"{v.ingested:,} | {v.seconds:.2f} | {v.rate:,.0f}/s"
-            lines.append(f"| {key}: the provider's envelopes meanwhile | {meanwhile} | | | |")
+            lines.append(f"| {key}: the bulk envelopes meanwhile | {meanwhile} | | | |")
     for lat in results.get("latency.medallion.extra", []):
         lines.append(
             f"| latency.medallion at {lat.size_before:,} | {len(lat.samples)} samples | | p50 {lat.p50 * 1000:.2f}"
@@ -481,7 +494,9 @@ project's; a MISS is reported, never enforced.
   a one-object POST (on a connection of its own) is sent every 50 ms, {s.burst_posts} times, its time being until
   it is acknowledged (stored and released); all of it first on the idle server and then while the provider
   POSTs envelopes of {s.burst_per:,} one after another (from a thread of the harness, up to {s.burst_objects:,}
-  objects). Only cutout: medallion's poll is already the slow part of its latency above.
+  objects). Then all of it again on a server whose {s.burst_providers} providers POST such envelopes at once (a
+  thread each, the same objects shared out by envelope); the one-object POSTs come from the first of them. Only
+  cutout: medallion's poll is already the slow part of its latency above.
 - **fan-out**: one provider, {s.fanout_consumers} consumers each under an agreement with delay 0; {s.fanout_objects:,}
   objects in envelopes of {s.fanout_per} → {s.fanout_objects * s.fanout_consumers:,} released copies, divided by the
   time of the POSTs (release is part of the POST). Two consumers' inboxes are checked afterwards. medallion has

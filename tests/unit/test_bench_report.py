@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 from bench import report
-from bench.measure import CpuMeter, HarnessError, Timed, ingest_at_once
+from bench.measure import Burst, CpuMeter, HarnessError, Latency, Timed, ingest_at_once
 from bench.run import Sizes
 from bench.workload import Workload
 
@@ -150,3 +150,21 @@ def test_the_table_puts_several_providers_at_once_beside_one() -> None:
     assert rows["CPU of the serving process / its checking process / the client, 4 at once"].cutout.startswith(
         "60 / 50 / 5 µs per object"
     )
+
+
+def test_the_table_has_the_burst_of_several_providers_beside_the_one_providers() -> None:
+    def lat(ms: list[float]) -> Latency:
+        return Latency([x / 1000 for x in ms], 0, 1000, len(ms))
+
+    def burst(busy_ms: float) -> Burst:
+        return Burst(lat([2.0] * 9), lat([busy_ms] * 9), lat([4.0] * 9), lat([busy_ms * 10] * 9), 8_000, 1.0)
+
+    rows = {row.name.strip(): row for row in report.build_rows({"burst.cutout": burst(3.0)}, Sizes())}
+    assert "a one-object POST (until acknowledged) while the provider POSTs 1,000-object envelopes, p50 / p99" in rows
+    assert not any("providers POST" in name for name in rows)  # not measured, not shown
+    results = {"burst.cutout": burst(3.0), "burst.at_once.cutout": burst(6.0)}
+    rows = {row.name.strip(): row for row in report.build_rows(results, Sizes())}
+    at_once = "while 4 providers POST 1,000-object envelopes at once, p50 / p99"
+    assert rows[f"a consumer's poll (ten objects) {at_once}"].cutout == "6.0 ms / 6.0 ms"
+    assert rows[f"a one-object POST (until acknowledged) {at_once}"].cutout == "60.0 ms / 60.0 ms"
+    assert rows["the providers' ingest during that burst"].cutout == "8,000/s"
