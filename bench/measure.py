@@ -369,7 +369,7 @@ def during_burst(
         raise HarnessError("a burst needs at least two single objects")
     writers = server.writers(providers)
     writer, reader = writers[0], server.reader(server.consumer)
-    urgent = server.writer(server.provider)  # the first provider's, on a connection of its own
+    urgent = server.writer_apart(server.provider)  # the first provider's, on a client of its own
     since = _stamp(time.time() - 1)
     first = writer.add_objects(bodies[0])
     if first.status != "complete" or first.success_count != min(per, len(objects)):

@@ -491,7 +491,7 @@ project's; a MISS is reported, never enforced.
   and what the client spends is beyond any server's reach.
 - **during a burst**: on a server holding {s.burst_per:,} objects, the consumer GETs
   `objects/?added_after=T&limit=10` (the same ten objects each time) every 10 ms, {s.burst_polls} times, then
-  a one-object POST (on a connection of its own) is sent every 50 ms, {s.burst_posts} times, its time being until
+  a one-object POST (on a client of its own) is sent every 50 ms, {s.burst_posts} times, its time being until
   it is acknowledged (stored and released); all of it first on the idle server and then while the provider
   POSTs envelopes of {s.burst_per:,} one after another (from a thread of the harness, up to {s.burst_objects:,}
   objects). Then all of it again on a server whose {s.burst_providers} providers POST such envelopes at once (a

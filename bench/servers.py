@@ -232,6 +232,15 @@ class Server:
     def reader(self, who: Party) -> Collection:
         raise NotImplementedError
 
+    def writer_apart(self, who: Party) -> Collection:
+        """``who``'s writer on a client of its own (its own HTTP session and connection), not the one ``writer``
+        keeps: for requests made from another thread while that one is busy."""
+        url = self.writer(who).url
+        c = Collection(url, user=who.name, password=who.password)
+        _ = c.can_read
+        self._clients[(url, f"{who.name} apart {len(self._clients)}")] = c  # closed with the others
+        return c
+
     def _collection(self, url: str, who: Party) -> Collection:
         key = (url, who.name)
         if key not in self._clients:
