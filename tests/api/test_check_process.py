@@ -496,9 +496,9 @@ def test_a_large_submission_waits_for_the_child_another_submission_uses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two providers' envelopes at once: the second waits for the child (it would wait as long for the write lock)
-    rather than validate and sanitize in the serving process while the first runs, which took several
-    providers' envelopes together to about two thirds of one provider's rate (docs/benchmarks.md, "The twentieth
-    round"). Only a call that may not wait (on the event loop) goes on without it."""
+    rather than validate and sanitize in the serving process while the first runs, which took four providers'
+    envelopes together to 0.68-0.76 of one provider's rate (docs/benchmarks.md, "The twentieth round"). Only a
+    call that may not wait (on the event loop) goes on without it."""
     _, settings = _twin_brokers(tmp_path, readers=1)
     ex = _open(settings)
     try:
