@@ -85,9 +85,6 @@ _NAME_FORBIDDEN = set(':/\\"\n\r\t')
 CHECKS_AFTER = 8
 #: at most this many recipes (agreements' distinct sanitizing options) an envelope's copies are made ahead for
 AHEAD_RECIPES = 4
-#: how long a large submission waits for the checking process while another one uses it, before it validates in
-#: process instead (a safety net: the other gives it back before its commit, or gives it up when it fails)
-CHECKS_WAIT = 30.0
 
 
 @dataclass(frozen=True)
@@ -602,9 +599,11 @@ class Exchange:
         if self._checks is not None and len(objects) >= CHECKS_AFTER:
             # while another submission uses the child it holds the write lock or is about to take it, and gives
             # the child back before it commits: this one would wait that long for the lock all the same, and
-            # validating in process meanwhile would take the serving process's time from that submission. A
+            # validating in process meanwhile would take the serving process's time from that submission. So it
+            # waits for the child as it would for a lock (``lock_timeout``, then it validates in process); a
             # call that may not wait (on the event loop) does not.
-            checks = self._checks.deferred(wait=CHECKS_WAIT if self.store.may_wait() else 0.0)
+            wait = self.settings.lock_timeout if self.store.may_wait() else 0.0
+            checks = self._checks.deferred(wait=wait)
         if checks is not None:
             # the checking process validates the envelope's objects, then its copies, while the transaction runs
             try:

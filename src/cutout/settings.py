@@ -79,7 +79,8 @@ class Settings:
     #: database exists (``cutout db repack`` rewrites it with this size)
     sqlite_page_size: int = SQLITE_PAGE_SIZE
     #: how long (seconds) a request waits for a lock on the database (SQLite's one writer, PostgreSQL's locks)
-    #: before it is answered 503 store-unavailable
+    #: before it is answered 503 store-unavailable; a large envelope also waits up to this long for the checking
+    #: process while another envelope uses it, and is then validated in the serving process instead
     lock_timeout: float = 30.0
     #: the exchange's label vocabulary, comma-separated: a label equal to one of them (after NFKC and case
     #: folding) is released as written here; every other label is dropped unless an agreement allows "labels"

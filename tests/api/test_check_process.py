@@ -23,7 +23,6 @@ import orjson
 import pytest
 from bench.workload import Workload
 
-from cutout import service
 from cutout.errors import CutoutError, InvalidContent
 from cutout.keys import Keys
 from cutout.model import offload
@@ -499,7 +498,9 @@ def test_a_large_submission_waits_for_the_child_another_submission_uses(
     rather than validate and sanitize in the serving process while the first runs, which took four providers'
     envelopes together to 0.68-0.76 of one provider's rate (docs/benchmarks.md, "The twentieth round"). Only a
     call that may not wait (on the event loop) goes on without it."""
-    _, settings = _twin_brokers(tmp_path, readers=1)
+    _, twin = _twin_brokers(tmp_path, readers=1)
+    # it waits for the child as for a lock: up to lock_timeout (made long here, so that a wait shows)
+    settings = load_settings(twin.data_dir, {"check_process": True, "lock_timeout": 600.0}, environ={})
     ex = _open(settings)
     try:
         in_process: list[int] = []
@@ -522,7 +523,6 @@ def test_a_large_submission_waits_for_the_child_another_submission_uses(
         assert done and done[0]["success_count"] == 100
         assert in_process == []  # the child validated it
 
-        monkeypatch.setattr(service, "CHECKS_WAIT", 600.0)
         other = checks.deferred()
         assert other is not None
 
