@@ -254,6 +254,28 @@ class Latency:
     def complete(self) -> bool:
         return len(self.samples) >= self.wanted
 
+    @classmethod
+    def merged(cls, parts: Sequence[Latency]) -> Latency:
+        """One measurement from several taken on one server (its samples in turn with other servers'): every
+        sample and poll, the notes, and the CPU per sample weighted by each part's samples (None unless every
+        part has it)."""
+        samples = [x for p in parts for x in p.samples]
+
+        def weighted(values: list[float | None]) -> float | None:
+            if not samples or any(v is None for v in values):
+                return None
+            return sum((v or 0.0) * len(p.samples) for v, p in zip(values, parts, strict=True)) / len(samples)
+
+        return cls(
+            samples,
+            sum(p.polls for p in parts),
+            parts[0].size_before if parts else 0,
+            sum(p.wanted for p in parts),
+            "; ".join(p.note for p in parts if p.note),
+            weighted([p.server_cpu for p in parts]),
+            weighted([p.client_cpu for p in parts]),
+        )
+
 
 def latency(
     server: Server,

@@ -65,6 +65,8 @@ class Sizes:
     medallion_load_budget: float = 120.0  # seconds for medallion to take the objects of one fill
     # 1,000: the p99 is then the 11th-slowest sample, not the 3rd of 200, so one pause does not decide it
     latency_samples: int = 1000
+    # taken in this many turns, a share each, on the empty, the large and the many-party exchanges in turn
+    latency_turns: int = 4
     # the latency again on an exchange with this many more parties, every other one a provider with this many
     # agreements (1,000 and 10: 5,000 agreements), none of them the bench's provider's or consumer's
     members: tuple[int, int] = (1000, 10)
@@ -101,6 +103,7 @@ SMOKE = Sizes(
     medallion_fetch_budget=30.0,
     medallion_load_budget=30.0,
     latency_samples=10,
+    latency_turns=2,
     members=(20, 2),
     medallion_latency=((0, 10, 3, 30.0), (100, 5, 0, 30.0), (200, 5, 0, 30.0)),
     burst_polls=5,
@@ -278,26 +281,33 @@ class Run:
 
     def latency(self) -> None:
         s = self.sizes
-        n = s.latency_samples + 3
-        with CutoutServer() as c:
-            log(f"cutout (pid {c.pid}): latency, empty exchange")
-            lat = measure.latency(c, self.singles(c, n), 0)
-            self._check_log(c)
-        self.results["latency.empty.cutout"] = lat
-        log(f"  p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms")
         big = s.fetch_sizes[-1]
-        c = self.big(big)
-        log(f"cutout: latency, {big:,}-object exchange")
-        lat = measure.latency(c, self.singles(c, n), big)
-        self.results["latency.big.cutout"] = lat
-        log(f"  p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms")
         parties, each = s.members
-        with CutoutServer(members=s.members) as c:
-            log(f"cutout (pid {c.pid}): latency, {parties:,} more parties and {parties // 2 * each:,} agreements")
-            lat = measure.latency(c, self.singles(c, n), 0)
-            self._check_log(c)
-        self.results["latency.members.cutout"] = lat
-        log(f"  p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms")
+        # the three exchanges up at once and their samples taken in turns (a share each): the target asks for
+        # the same latency at 100,000 objects as when empty, and runs minutes apart read the host's drift
+        # (docs/benchmarks.md, "The twenty-first round")
+        with CutoutServer() as empty, CutoutServer(members=s.members) as members:
+            cases = (
+                ("empty", empty, 0, "empty exchange"),
+                ("big", self.big(big), big, f"{big:,}-object exchange"),
+                ("members", members, 0, f"{parties:,} more parties and {parties // 2 * each:,} agreements"),
+            )
+            for _, server, _, what in cases:
+                log(f"cutout (pid {server.pid}): latency, {what}")
+            parts: dict[str, list[measure.Latency]] = {key: [] for key, *_ in cases}
+            turns = max(1, min(s.latency_turns, s.latency_samples))
+            for turn in range(turns):
+                share = s.latency_samples * (turn + 1) // turns - s.latency_samples * turn // turns
+                warm_up = 3 if turn == 0 else 0
+                for key, server, size, _ in cases:
+                    singles = self.singles(server, share + warm_up)
+                    parts[key].append(measure.latency(server, singles, size, warm_up))
+            self._check_log(empty)
+            self._check_log(members)
+        for key, _, _, what in cases:
+            lat = self.results[f"latency.{key}.cutout"] = measure.Latency.merged(parts[key])
+            per_turn = ", ".join(f"{part.p50 * 1000:.1f}" for part in parts[key])
+            log(f"  {what}: p50 {lat.p50 * 1000:.1f} ms, p99 {lat.p99 * 1000:.1f} ms (p50 per turn: {per_turn} ms)")
         with CutoutServer() as c:
             log(f"cutout (pid {c.pid}): polls and one-object POSTs, idle and during a burst of {s.burst_per:,}")
             objects, singles = self.objects(s.burst_objects), self.singles(c, 2 * s.burst_posts)
@@ -480,7 +490,9 @@ project's; a MISS is reported, never enforced.
 - **fetch**: the consumer pages through {small:,} and then {big:,} objects with `limit={s.page}`, following
   `next` (taxii2-client's `as_pages`; the client decodes every page, its heap frozen with `gc.freeze()` so
   that its collector walks only what the pages add, not the harness's objects); cutout {s.fetch_repeat} times
-  per size, the best counts (the others are in the details). cutout's server is filled by POSTs of
+  per size, each size on a server of its own, both up at once and their runs taken in turn (so that the host's
+  speed, which moves over minutes, moves both), the best counts (the others are in the details). cutout's
+  servers are filled by POSTs of
   {s.load_per:,}; medallion gets {s.medallion_fetch_budget:.0f} s per size (its server is killed when the budget
   runs out) and is not tried at a larger size once a smaller one did not finish; filling it is capped at
   {s.medallion_load_budget:.0f} s too.
@@ -489,7 +501,8 @@ project's; a MISS is reported, never enforced.
   nearest-rank p99 (the {_slowest(s.latency_samples)} of {s.latency_samples}). cutout on an empty exchange, on the
   exchange filled to {big:,}, and on an empty exchange with {s.members[0]:,} more parties registered (every other one a
   provider with {s.members[1]} agreements with the others: the membership of a large sharing community, none
-  of it dealing with the bench's parties); medallion at
+  of it dealing with the bench's parties), the three up at once and their samples taken in {s.latency_turns}
+  turns, a share each, one exchange after the other (so that the host's drift moves all three); medallion at
   {", ".join(f"{z:,} ({n} samples, {b:.0f} s budget)" for z, n, _, b in s.medallion_latency)}, the sizes of
   the peer baseline (a size is not attempted once a smaller one ran out of its budget). medallion's
   `added_after` filter compares every object with every manifest entry, so one poll costs time quadratic in

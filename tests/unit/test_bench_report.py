@@ -4,6 +4,7 @@ several providers' envelopes at once, beside one provider's."""
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import orjson
@@ -230,3 +231,68 @@ def test_the_two_fetch_sizes_are_paged_in_turn_each_on_a_server_of_its_own(monke
     memory = r.results["memory.cutout"]
     assert (memory["small_peak"], memory["big_peak"]) == (20_001, 40_001)  # each size's server's own peak
     r.close()
+
+
+def test_the_three_latency_exchanges_take_their_samples_in_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Empty, large and many-party exchanges are up at once and take a share of the samples each in turn, so that
+    the host's drift does not read as the latency growing with the exchange; the shares add up to the samples
+    asked for, only the first turn has unrecorded warm-up samples, and the parts merge into one measurement."""
+    from bench import run as bench_run
+
+    class Done(Exception):
+        """The burst comes next; its servers are not wanted here."""
+
+    servers: list[tuple[_Holding, dict[str, object]]] = []
+    taken: list[tuple[int, int, int, int]] = []  # (server, objects sent, size, warm-up) per latency call
+
+    def new_server(**kw: object) -> _Holding:
+        servers.append((_Holding(), kw))
+        return servers[-1][0]
+
+    def ingest(server: _Holding, objects: list[Any], per: int, budget: float | None = None) -> Timed:
+        server.held += len(objects)
+        return Timed(len(objects), 1.0, 0)
+
+    def latency(server: _Holding, singles: list[Any], size: int, warm_up: int = 3) -> Latency:
+        index = [s for s, _ in servers].index(server)
+        turn = sum(1 for t in taken if t[0] == index)
+        taken.append((index, len(singles), size, warm_up))
+        counted = len(singles) - warm_up
+        ms = float(1 + index + turn)  # each turn of each exchange a figure of its own
+        return Latency([ms / 1000] * counted, counted, size, counted, "", ms / 500, 0.001)
+
+    def burst(*args: object, **kw: object) -> None:
+        raise Done
+
+    monkeypatch.setattr(bench_run, "CutoutServer", new_server)
+    monkeypatch.setattr(bench_run.measure, "ingest", ingest)
+    monkeypatch.setattr(bench_run.measure, "latency", latency)
+    monkeypatch.setattr(bench_run.measure, "during_burst", burst)
+    monkeypatch.setattr(bench_run.Run, "_check_log", lambda self, server: None)
+    sizes = Sizes(fetch_sizes=(200, 400), latency_samples=10, latency_turns=3, members=(20, 2), burst_objects=20)
+    r = bench_run.Run(sizes)
+    r.peer = False
+    with pytest.raises(Done):
+        r.latency()
+    empty, members, big = 0, 1, 2  # in the order they were started
+    assert servers[members][1] == {"members": (20, 2)} and servers[big][0].held == 400
+    assert servers[empty][0].stopped and servers[members][0].stopped and not servers[big][0].stopped
+    assert [(i, size) for i, _, size, _ in taken] == [(empty, 0), (big, 400), (members, 0)] * 3
+    assert [n - w for i, n, _, w in taken if i == empty] == [3, 3, 4]  # 10 samples in three shares
+    assert [w for _, _, _, w in taken] == [3, 3, 3, 0, 0, 0, 0, 0, 0]
+    for key in ("empty", "big", "members"):
+        lat = r.results[f"latency.{key}.cutout"]
+        assert len(lat.samples) == lat.wanted == lat.polls == 10
+        assert lat.server_cpu == pytest.approx(2 * statistics.fmean(lat.samples))  # weighted by each part's samples
+    assert r.results["latency.empty.cutout"].samples == [0.001] * 3 + [0.002] * 3 + [0.003] * 4
+    assert r.results["latency.big.cutout"].size_before == 400
+    r.close()
+
+
+def test_merged_latency_has_no_cpu_figure_unless_every_part_has_one() -> None:
+    whole = Latency([0.001], 1, 0, 1, "", 0.002, 0.001)
+    cut = Latency([0.002], 1, 0, 2, "1 of 2 samples in the 30 s budget")
+    merged = Latency.merged([whole, cut])
+    assert merged.samples == [0.001, 0.002] and merged.wanted == 3 and not merged.complete
+    assert merged.server_cpu is None and merged.client_cpu is None
+    assert merged.note == "1 of 2 samples in the 30 s budget"
