@@ -153,7 +153,10 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
         None,
     )
     once_c, once_m = get("ingest.at_once.cutout"), get("ingest.at_once.medallion")
-    one_c, one_m = get(f"ingest.{per_once}.cutout"), get(f"ingest.{per_once}.medallion")
+    # cutout: one provider with the same objects, taken in turns with the runs at once (bench.run); medallion,
+    # and results without it: the one client's run of the ingest rows
+    one_c = get("ingest.one.cutout") or get(f"ingest.{per_once}.cutout")
+    one_m = get(f"ingest.{per_once}.medallion")
 
     def against_one(at_once: Any, one: Any) -> str:
         if at_once is None or one is None or not (at_once.finished and one.finished) or not one.rate:
@@ -163,7 +166,12 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
     if once_c is not None:
         rows.append(
             Row(
-                f"  {k} providers at once against one, {per_once:,}/envelope",
+                f"  {k} providers at once against one, {per_once:,}/envelope"
+                + (
+                    f" (cutout: the same {n_once:,} objects, the best of each, in turns)"
+                    if get("ingest.one.cutout")
+                    else ""
+                ),
                 against_one(once_c, one_c),
                 against_one(once_m, one_m) if once_m is not None else "",
                 "",

@@ -176,6 +176,7 @@ class _Holding:
     """A stand-in for a cutout server: what it holds, whether it was stopped."""
 
     pid = 0
+    consumer = None
 
     def __init__(self) -> None:
         self.held = 0
@@ -297,3 +298,51 @@ def test_merged_latency_has_no_cpu_figure_unless_every_part_has_one() -> None:
     assert merged.samples == [0.001, 0.002] and merged.wanted == 3 and not merged.complete
     assert merged.server_cpu is None and merged.client_cpu is None
     assert merged.note == "1 of 2 samples in the 30 s budget"
+
+
+def test_one_provider_and_several_at_once_send_the_same_objects_in_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The row "at once against one" is a ratio: one provider's runs and the runs at once alternate, each on a new
+    server with the same objects, the best of each counting; the ingest rows keep their own runs."""
+    from bench import run as bench_run
+
+    servers: list[tuple[_Holding, int]] = []
+    sent: list[tuple[int, int, int]] = []  # (server, providers, objects) per run, in order
+    slow = iter([4.0, 2.0, 5.0, 1.0])  # seconds per run at once, then one, in turns: one 4 / 5 s, at once 2 / 1 s
+
+    def new_server(providers: int = 1, **_: object) -> _Holding:
+        servers.append((_Holding(), providers))
+        return servers[-1][0]
+
+    def index(server: _Holding) -> int:
+        return [s for s, _ in servers].index(server)
+
+    def ingest(server: _Holding, objects: list[Any], per: int, budget: float | None = None) -> Timed:
+        server.held += len(objects)
+        sent.append((index(server), 1, len(objects)))
+        seconds = next(slow) if len(objects) == 400 else 1.0
+        return Timed(len(objects), seconds, 0)
+
+    def at_once(server: _Holding, objects: list[Any], per: int, writers: int, budget: float | None = None) -> Timed:
+        server.held += len(objects)
+        sent.append((index(server), writers, len(objects)))
+        return Timed(len(objects), next(slow), 0, extra={"server_cpu": 0.2, "process_cpu": 0.1, "client_cpu": 0.01})
+
+    monkeypatch.setattr(bench_run, "CutoutServer", new_server)
+    monkeypatch.setattr(bench_run.measure, "ingest", ingest)
+    monkeypatch.setattr(bench_run.measure, "ingest_at_once", at_once)
+    monkeypatch.setattr(bench_run.measure, "count_inbox", lambda server, who, page=1000: server.held)
+    monkeypatch.setattr(bench_run.Run, "_check_log", lambda self, server: None)
+    sizes = Sizes(ingest_objects=200, ingest_at_once_objects=400, ingest_writers=3, ingest_at_once_turns=2)
+    r = bench_run.Run(sizes)
+    r.peer = False
+    r.ingest()
+    assert sent[:2] == [(0, 1, 200), (1, 1, 200)]  # the ingest rows: 100 and 1,000 per envelope
+    assert sent[2:] == [(2, 1, 400), (3, 3, 400), (4, 1, 400), (5, 3, 400)]  # in turns, a new server each
+    assert [p for _, p in servers[2:]] == [1, 3, 1, 3] and all(s.stopped for s, _ in servers)
+    assert r.results["ingest.one.cutout"].seconds == 4.0 and r.results["ingest.at_once.cutout"].seconds == 1.0
+    assert r.results["ingest.at_once.cutout"].note == "best of 2, in turn: 200/s, 400/s"
+    rows = {row.name.strip(): row for row in report.build_rows(r.results, sizes)}
+    against = rows[
+        "3 providers at once against one, 1,000/envelope (cutout: the same 400 objects, the best of each, in turns)"
+    ]
+    assert against.cutout == "4.00×"  # 400 / 1 s against 400 / 4 s, not against the ingest row's 200 / 1 s
