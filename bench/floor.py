@@ -59,13 +59,24 @@ class Run(NamedTuple):
     held: float  # µs per object inside write transactions (the write lock held, the commit included)
 
 
-def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM, checked: bool = False) -> Run:
-    """Submitting ``objects[warm:]`` after ``objects[:warm]``, per object; with ``checked``, the checking
-    process validates the envelopes and makes their copies (started before the first envelope, as ``cutout
-    serve`` starts it)."""
+class Warmed(NamedTuple):
+    """An exchange ready for measured submissions (``warmed``)."""
+
+    exchange: Exchange
+    party: Any  # the provider, authenticated
+    outbox: str  # its outbox's id
+    database: Path  # the SQLite file
+
+
+@contextlib.contextmanager
+def warmed(objects: Sequence[dict[str, Any]], per: int, *, checked: bool, name: str) -> Iterator[Warmed]:
+    """A new exchange in a temporary folder: one provider and one consumer under an agreement that releases at
+    once, ``objects`` already submitted ``per`` envelope, and, with ``checked``, the checking process started
+    before the first of them (as ``cutout serve`` starts it). Inside the block the cyclic collector's heap is
+    frozen, as ``cutout serve`` freezes it; the exchange is closed and its folder removed after it."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(Path(tmp) / "broker", {"check_process": checked}, environ={})
-        Exchange.init(settings, "floor bench")
+        Exchange.init(settings, name)
         ex = Exchange.open(settings)
         try:
             ex.start_checks()
@@ -74,27 +85,35 @@ def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM, ch
             ex.add_agreement("Bench Provider", "Bench Consumer", delay=0)
             party = ex.authenticate(None, token)
             outbox = next(c for c in ex.collections(party) if c.kind == "outbox")
-            for chunk in chunks(objects[:warm], per):
+            for chunk in chunks(objects, per):
                 ex.submit(party, outbox.uuid, chunk)
             gc.collect()
             gc.freeze()
-            held = [0.0]
             try:
-                with holding(held):
-                    start, started = time.process_time(), time.perf_counter()
-                    for chunk in chunks(objects[warm:], per):
-                        ex.submit(party, outbox.uuid, chunk)
-                    took, elapsed = time.process_time() - start, time.perf_counter() - started
+                yield Warmed(ex, party, outbox.uuid, Path(settings.db_url.removeprefix("sqlite:///")))
             finally:
                 gc.unfreeze()
         finally:
             ex.close()
-        with contextlib.closing(sqlite3.connect(settings.db_url.removeprefix("sqlite:///"))) as db:
+
+
+def submit_all(objects: Sequence[dict[str, Any]], per: int, warm: int = WARM, checked: bool = False) -> Run:
+    """Submitting ``objects[warm:]`` after ``objects[:warm]``, per object; with ``checked``, the checking
+    process validates the envelopes and makes their copies (started before the first envelope, as ``cutout
+    serve`` starts it)."""
+    held = [0.0]
+    with warmed(objects[:warm], per, checked=checked, name="floor bench") as w:
+        with holding(held):
+            start, started = time.process_time(), time.perf_counter()
+            for chunk in chunks(objects[warm:], per):
+                w.exchange.submit(w.party, w.outbox, chunk)
+            took, elapsed = time.process_time() - start, time.perf_counter() - started
+        with contextlib.closing(sqlite3.connect(w.database)) as db:
             (delivered,) = db.execute(
                 "SELECT count(*) FROM objects o JOIN collections c ON c.id = o.coll WHERE c.kind = 'inbox'"
             ).fetchone()
-        n = len(objects) - warm
-        return Run(1e6 * took / n, 1e6 * elapsed / n, int(delivered), 1e6 * held[0] / n)
+    n = len(objects) - warm
+    return Run(1e6 * took / n, 1e6 * elapsed / n, int(delivered), 1e6 * held[0] / n)
 
 
 @contextlib.contextmanager

@@ -26,21 +26,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
+from bench.floor import WARM, warmed
 from bench.workload import Workload, chunks
 from cutout import service
 from cutout.model import offload
 from cutout.sanitize.engine import Sanitizer
 from cutout.service import Exchange
-from cutout.settings import load_settings
 from cutout.store import sql
-
-WARM = 2_000  # objects stored before the measured ones, as in bench.floor
 
 #: (owner, attribute, label), in the order a provider's submission meets them; a phase's time excludes the time
 #: of the phases it calls, and the submission's own label takes what no other phase took
@@ -183,33 +179,16 @@ def measure(objects: int, per: int, warm: int = WARM) -> Result:
         else:
             collecting[1] += time.perf_counter() - collecting[0]
 
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(Path(tmp) / "broker", {"check_process": True}, environ={})
-        Exchange.init(settings, "phases bench")
-        ex = Exchange.open(settings)
+    with warmed(workload[:warm], per, checked=True, name="phases bench") as w:
+        gc.callbacks.append(collector)
         try:
-            ex.start_checks()
-            _, token = ex.add_party("Bench Provider", provider=True, consumer=False)
-            ex.add_party("Bench Consumer", provider=False, consumer=True)
-            ex.add_agreement("Bench Provider", "Bench Consumer", delay=0)
-            party = ex.authenticate(None, token)
-            outbox = next(c for c in ex.collections(party) if c.kind == "outbox")
-            for chunk in chunks(workload[:warm], per):
-                ex.submit(party, outbox.uuid, chunk)
-            gc.collect()
-            gc.freeze()
-            gc.callbacks.append(collector)
-            try:
-                with wrapped(clock):
-                    cpu, started = time.thread_time(), time.perf_counter()
-                    for chunk in chunks(workload[warm:], per):
-                        ex.submit(party, outbox.uuid, chunk)
-                    cpu, elapsed = time.thread_time() - cpu, time.perf_counter() - started
-            finally:
-                gc.callbacks.remove(collector)
-                gc.unfreeze()
+            with wrapped(clock):
+                cpu, started = time.thread_time(), time.perf_counter()
+                for chunk in chunks(workload[warm:], per):
+                    w.exchange.submit(w.party, w.outbox, chunk)
+                cpu, elapsed = time.thread_time() - cpu, time.perf_counter() - started
         finally:
-            ex.close()
+            gc.callbacks.remove(collector)
     per_object = 1e6 / objects
     phases = {label: clock.totals.get(label, 0.0) * per_object for _, _, label in PHASES}
     phases[COMMIT] = clock.totals.get(COMMIT, 0.0) * per_object
