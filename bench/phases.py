@@ -60,7 +60,7 @@ PHASES: tuple[tuple[Any, str, str], ...] = (
     (sql.Tx, "append_audit", "audit entries"),
     (offload.DeferredChecks, "all_valid", "the verdicts: the writer's own judged, the child's waited for"),
 )
-COMMIT = "the commit (and the rollback of nothing)"
+COMMIT = "the commit"
 COLLECTOR = "of which the cyclic collector"
 
 
