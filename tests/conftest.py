@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 
 from cutout.service import Exchange
 from cutout.settings import Settings, load_settings
+from cutout.store import sql
 
 POSTGRES_URL = os.environ.get("CUTOUT_TEST_POSTGRES", "")
 
@@ -26,6 +27,16 @@ def reset_postgres(url: str) -> None:
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def both_levels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On SQLite, rows go to the small level of the ids indexes from the first (``sql.FRESH_FROM``) and are
+    merged into the large one every few rows (``sql.MERGE_AFTER``), so that every test's reads by id meet rows
+    in both levels: at the sizes of a real exchange, a test's few rows would all stay in the large one. (A
+    server a test starts as a process of its own runs with the real sizes.)"""
+    monkeypatch.setattr(sql, "FRESH_FROM", 0)
+    monkeypatch.setattr(sql, "MERGE_AFTER", 7)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -62,18 +62,18 @@ def _lookup_plan(store: Store, coll_id: int, generic: bool = False) -> str:
     ``generic``, the plan of the statement prepared, made without its values, as the server may choose for a
     statement psycopg has prepared (its text is the same whatever the number of ids beyond ``_ARRAY_FROM``)."""
     ids = [f"indicator--00000000-0000-4000-8000-{i:012d}" for i in range(5000, 5100)]
-    cond, params = _by_ids(False, ids)
-    sql_text = f"SELECT pk, stix_id, version_us, latest FROM objects WHERE coll = ? AND {cond}"
+    cond, params = _by_ids(False, ids, "coll = ?", (coll_id,), both=False)
+    sql_text = f"SELECT pk, stix_id, version_us, latest FROM objects WHERE {cond}"
     with store.engine.connect() as conn:
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         if not generic:
-            cur.execute("EXPLAIN " + _format_style(sql_text), (coll_id, *params))
+            cur.execute("EXPLAIN " + _format_style(sql_text), params)
         else:
             numbered = sql_text.replace("?", "$1", 1).replace("?", "$2", 1).replace("?", "$3", 1)
             cur.execute("SET plan_cache_mode = force_generic_plan")
             cur.execute(f"PREPARE lookup (integer, bigint[], text[]) AS {numbered}")
             # the values as literals: a utility statement's parameters would have no types
-            values = [psycopg.sql.Literal(v) for v in (coll_id, *params)]
+            values = [psycopg.sql.Literal(v) for v in params]
             cur.execute(psycopg.sql.SQL("EXPLAIN EXECUTE lookup ({}, {}, {})").format(*values))
         plan = "\n".join(r[0] for r in cur.fetchall())
         conn.rollback()

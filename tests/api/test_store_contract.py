@@ -669,3 +669,121 @@ def test_receipts_are_found_by_status_and_by_delivered_object(store: Store, part
     with store.read() as tx:
         assert tx.audit_seq_of(party, _obj(1).stix_id) == b
         assert tx.audit_seq_of(party, _obj(2).stix_id) == c
+
+
+def _released(recipient: int, sender: int, orig_id: str, out_id: str) -> dict[str, Any]:
+    return {
+        "recipient_id": recipient,
+        "sender_id": sender,
+        "orig_id": orig_id,
+        "out_id": out_id,
+        "created_out": T0,
+        "modified_out": T0,
+        "origin_version_us": T0,
+    }
+
+
+def test_rows_are_found_in_either_level_of_their_index(
+    store: Store, party: int, hashes: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the rows added lately are in small indexes of their own until ``Tx.merge_fresh`` moves them
+    into the large ones (``cutout.store.schema.objects.fresh``): every read by id finds rows in either level,
+    and an object's versions split between them; a copy held in the large level is released in place. On
+    PostgreSQL every row is stored merged, and the same reads give the same answers."""
+    monkeypatch.setattr(sql, "MERGE_AFTER", 1 << 30)  # no merge but this test's own
+    monkeypatch.setattr(sql, "FRESH_FROM", 0)  # rows added to the small level from the first
+    sqlite = store.is_sqlite
+    one, two, three = (_obj(n).stix_id for n in (1, 2, 3))
+    with store.write() as tx:
+        coll = _inbox(tx, party)
+        other = tx.add_party("Other", True, True, "o" * 64, T0)
+        tx.add_objects(coll, [_obj(1, T0), _obj(2, T0)], T0)
+        tx.plan_copies(party, other, ["a--1", "b--2"])
+        tx.record_copies([_released(party, other, "a--1", "a--91")])  # b--2 stays held
+    with store.write() as tx:
+        assert tx.fresh_rows() == (4 if sqlite else 0)  # two objects, two copies
+        assert tx.merge_fresh() == (4 if sqlite else 0)
+        assert tx.fresh_rows() == 0
+    with store.read() as tx:  # the small level empty: reads name the large one alone
+        assert tx.has_object(coll.id, two) and sorted(tx.copies(party, other, ["a--1", "b--2"])) == ["a--1", "b--2"]
+        assert [r.orig_id for r in tx.copies_by_out(party, ["a--91"])] == ["a--1"]
+    with store.write() as tx:
+        tx.add_objects(coll, [_obj(1, T0 + 1), _obj(3, T0)], T0 + 1)  # a newer version of a merged object
+        tx.plan_copies(party, other, ["a--1", "c--3"])  # a--1 is there (merged): not planned again
+        tx.record_copies([_released(party, other, "b--2", "b--92"), _released(party, other, "c--3", "c--93")])
+        assert tx.fresh_rows() == (3 if sqlite else 0)  # two objects and c--3's copy; b--2's was there
+    with store.read() as tx:
+        every = PageQuery(versions=("all",), limit=100)
+        assert [r.version for r in tx.page(coll.id, every, one)] == [f"v{T0}", f"v{T0 + 1}"]
+        first = PageQuery(versions=("first",), limit=100)
+        assert [r.version for r in tx.page(coll.id, first, one)] == [f"v{T0}"]
+        by_ids = tx.page(coll.id, PageQuery(ids=(one, two, three), limit=100))
+        assert [(r.stix_id, r.version) for r in by_ids] == [(two, f"v{T0}"), (one, f"v{T0 + 1}"), (three, f"v{T0}")]
+        assert tx.latest_objects(coll.id, [one, two])[one].version == f"v{T0 + 1}"
+        assert tx.has_object(coll.id, two) and tx.has_object(coll.id, three)
+        assert tx.unversioned_added(coll.id, [one, two, three]) == {}  # none is an SCO
+        copies = tx.copies(party, other, ["a--1", "b--2", "c--3"])
+        assert {k: c.out_id for k, c in copies.items()} == {"a--1": "a--91", "b--2": "b--92", "c--3": "c--93"}
+        found = tx.copies_by_out(party, ["a--91", "b--92", "c--93"])
+        assert sorted(r.orig_id for r in found) == ["a--1", "b--2", "c--3"]
+        assert [r.out_id for r in tx.copies_of(other, "a--1")] == ["a--91"]
+        assert [r.out_id for r in tx.copies_of(other, "c--3")] == ["c--93"]
+        assert tx.conn.exec_driver_sql("SELECT count(*) FROM copies").scalar() == 3  # each once
+    with store.write() as tx:
+        assert tx.delete_versions(coll.id, one, PageQuery(versions=("last",))) == 1  # the fresh one
+    with store.read() as tx:
+        assert [r.version for r in tx.page(coll.id, PageQuery(), one)] == [f"v{T0}"]  # the merged one is latest
+
+
+def _add(store: Store, party: int, first: int, n: int) -> None:
+    with store.write() as tx:
+        tx.add_objects(_inbox(tx, party), [_obj(i) for i in range(first, first + n)], T0)
+
+
+def _fresh(store: Store) -> int:
+    with store.read() as tx:
+        return tx.fresh_rows()
+
+
+def test_the_store_merges_the_rows_added_lately_once_they_are_many(
+    store: Store, party: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite: rows go to the small indexes once the objects table holds ``FRESH_FROM`` rows; the commit that
+    takes those to ``MERGE_AFTER`` rows is followed by a merge; a store opened anew (another process) counts
+    the rows already there at its first write; a merge that fails is logged, and leaves the commit before it
+    and every row found, to be merged after a later commit."""
+    monkeypatch.setattr(sql, "MERGE_AFTER", 5)
+    monkeypatch.setattr(sql, "FRESH_FROM", 2)
+    if not store.is_sqlite:
+        _add(store, party, 0, 6)
+        assert _fresh(store) == 0  # every row stored merged
+        return
+    _add(store, party, 0, 2)
+    assert _fresh(store) == 0  # the table was smaller than FRESH_FROM
+    _add(store, party, 2, 3)
+    assert _fresh(store) == 3
+    _add(store, party, 5, 2)
+    assert _fresh(store) == 0  # merged
+    _add(store, party, 7, 4)
+    assert _fresh(store) == 4
+    again = Store(store.url)
+    try:
+        _add(again, party, 11, 1)  # 4 there + 1: counted, then merged
+        assert _fresh(again) == 0
+    finally:
+        again.close()
+
+    def broken(tx: Tx) -> int:
+        raise sql.sqlite3.OperationalError("disk I/O error")
+
+    with monkeypatch.context() as m:
+        m.setattr(Tx, "merge_fresh", broken)
+        with caplog.at_level(logging.WARNING, logger="cutout.store"):
+            _add(store, party, 12, 5)
+        assert "could not merge the rows added lately into the large indexes: disk I/O error" in caplog.text
+        assert _fresh(store) == 5
+    with store.read() as tx:
+        ids = [_obj(i).stix_id for i in range(17)]
+        assert len(tx.latest_objects(_inbox(tx, party).id, ids)) == 17
+    _add(store, party, 17, 1)  # the next commit tries again
+    assert _fresh(store) == 0
