@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -751,7 +752,8 @@ def test_the_store_merges_the_rows_added_lately_once_they_are_many(
     """SQLite: rows go to the small indexes once the objects table holds ``FRESH_FROM`` rows; the commit that
     takes those to ``MERGE_AFTER`` rows is followed by a merge; a store opened anew (another process) counts
     the rows already there at its first write; a merge that fails is logged, and leaves the commit before it
-    and every row found, to be merged after a later commit."""
+    and every row found, to be merged after a later commit; a call that may not wait (``Store.no_wait``) leaves
+    the merge to a thread."""
     monkeypatch.setattr(sql, "MERGE_AFTER", 5)
     monkeypatch.setattr(sql, "FRESH_FROM", 2)
     if not store.is_sqlite:
@@ -787,3 +789,20 @@ def test_the_store_merges_the_rows_added_lately_once_they_are_many(
         assert len(tx.latest_objects(_inbox(tx, party).id, ids)) == 17
     _add(store, party, 17, 1)  # the next commit tries again
     assert _fresh(store) == 0
+
+    # a call that may not wait (a request on the event loop) leaves the merge to a thread of its own
+    merged_on: list[threading.Thread] = []
+    merge = Tx.merge_fresh
+
+    def recorded(tx: Tx) -> int:
+        merged_on.append(threading.current_thread())
+        return merge(tx)
+
+    monkeypatch.setattr(Tx, "merge_fresh", recorded)
+    with store.no_wait():
+        _add(store, party, 18, 5)
+    store.wait_for_merge()
+    assert len(merged_on) == 1 and merged_on[0] is not threading.current_thread()
+    assert _fresh(store) == 0
+    _add(store, party, 23, 5)  # and one that may wait merges before it returns
+    assert merged_on[1:] == [threading.current_thread()] and _fresh(store) == 0

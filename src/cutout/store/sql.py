@@ -261,6 +261,8 @@ class Store:
         #: SQLite: rows in the objects table (its largest key), as this process counts them (``FRESH_FROM``);
         #: None until its first write transaction reads it
         self._rows: int | None = None
+        #: SQLite: the thread merging them for a call that may not wait (``_merge_fresh``), while it runs
+        self._merger: threading.Thread | None = None
         #: SQLite: per engine, connections kept checked out between calls (``_connection``)
         self._kept: dict[Engine, list[Connection]] = {}
         #: (party id, kind) -> the collection's id: a collection, once committed, never changes or goes away
@@ -429,6 +431,7 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Tx]:
         """A write transaction, committed on leaving the block; one at a time per database."""
+        may_wait = self.may_wait()
         with self._write_turn(), self._reachable(), self._connection() as conn:
             conn.execution_options(cutout_write=True)
             with conn.begin():
@@ -458,13 +461,18 @@ class Store:
             else:
                 self._fresh += tx.fresh_added
             if self._fresh >= MERGE_AFTER:
-                self._merge_fresh()
+                if may_wait:
+                    self._merge_fresh()
+                elif self._merger is None:  # a call on the event loop (``no_wait``) must not wait for it
+                    self._merger = threading.Thread(target=self._merge_fresh, name="cutout-merge", daemon=True)
+                    self._merger.start()
 
     def _merge_fresh(self) -> None:
         """SQLite: the rows added lately moved from the small indexes into the large ones, in one write
-        transaction of their own after the commit that took them past ``MERGE_AFTER`` (the call that made that
-        commit waits for it). An optimisation of a committed call: a failure is logged, and the rows stay in the
-        small indexes (found by id all the same) until the next try."""
+        transaction of their own after the commit that took them past ``MERGE_AFTER``. The call that made that
+        commit waits for it, unless it may not wait (``no_wait``: a request on the event loop, which a merge
+        would stall), and then a thread of its own does it. An optimisation of a committed call: a failure is
+        logged, and the rows stay in the small indexes (found by id all the same) until the next try."""
         try:
             with self.write() as tx:
                 tx.merge_fresh()
@@ -472,6 +480,15 @@ class Store:
         except Exception as exc:
             reason = " ".join(str(exc).split())[:300]
             log.warning("could not merge the rows added lately into the large indexes: %s", reason)
+        finally:
+            if self._merger is threading.current_thread():
+                self._merger = None
+
+    def wait_for_merge(self) -> None:
+        """Until a merge started on a thread of its own (``_merge_fresh``) has ended."""
+        merger = self._merger
+        if merger is not None:
+            merger.join()
 
     def _ensure_statistics(self) -> None:
         """PostgreSQL: ANALYZE those of ``PLANNED_TABLES`` that have no statistics yet; once per process.
@@ -639,6 +656,7 @@ class Store:
             conn.close()
 
     def close(self) -> None:
+        self.wait_for_merge()
         self._close_kept()
         self.engine.dispose()
         if self._no_wait_engine is not None:
