@@ -120,8 +120,9 @@ Index("ix_objects_coll_added", objects.c.coll, objects.c.date_added, unique=True
 # random, so each entry of an envelope lands on a leaf of its own of an index of the whole collection, and
 # the commit writes each leaf it changed (16 KiB each): at 100,000 objects a 100-object envelope wrote 5.2 MB.
 # The small index has a few dozen leaves, and Tx.merge_fresh moves its entries into the large one in
-# batches of thousands, which share the large one's leaves. A read asks both (Tx's _by_ids). On SQLite only:
-# PostgreSQL's WAL logs an index entry, not its page, and an update rewrites the row (rows are stored merged).
+# batches of thousands, which share the large one's leaves. A read asks both (cutout.store.sql._in_both). On
+# SQLite only, once the table holds sql.FRESH_FROM rows: PostgreSQL's WAL logs an index entry, not its page,
+# and its update would write a new version of the row (rows are stored merged there).
 # Not unique (two ids may share a hash): Tx.add_objects keeps (coll, stix_id, version_us) unique, under the
 # writer lock. No date_added (migration 0008): an id's few versions are sorted when read.
 Index(

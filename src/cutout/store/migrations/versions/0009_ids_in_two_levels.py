@@ -3,7 +3,7 @@
 ``ix_objects_id``, ``ix_copies_orig`` and ``ix_copies_out`` are keyed by a hash of a random id, so each entry
 a commit adds lands on a leaf of its own, and the commit writes every leaf it changed. At 100,000 objects a
 100-object envelope's commit wrote 5.2 MB of WAL, 282 of its 330 pages leaves of those three indexes, and
-ingest at 100 per envelope ran at half its speed on an empty exchange (issue #7). Each index is now two
+ingest at 100 per envelope ran at half the speed it had on an empty exchange (issue #7). Each index is now two
 partial indexes on a new ``fresh`` column, as a log-structured merge tree keeps two levels: the rows added
 lately (``fresh``) in a small index whose few leaves every commit shares, the rest in the large one, into
 which ``Tx.merge_fresh`` moves them thousands at a time, so that they share its leaves too. Every row there is
