@@ -3,6 +3,8 @@ exact JSON bytes that are served, so reads never re-serialise."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -22,6 +24,15 @@ from sqlalchemy import (
 SCHEMA_VERSION = "1"
 
 metadata = MetaData()
+
+
+def _in_two_levels(name: str, *columns: Column[Any], where: str = "") -> None:
+    """An ids index as its two levels (migration 0009; ``objects`` says why): ``name`` the large one (``NOT
+    fresh``), ``name`` + ``_fresh`` the small one, each partial on ``where`` too where given."""
+    for suffix, level in (("", "NOT fresh"), ("_fresh", "fresh")):
+        condition = text(f"{where} AND {level}" if where else level)
+        Index(name + suffix, *columns, sqlite_where=condition, postgresql_where=condition)
+
 
 meta = Table(
     "meta",
@@ -125,20 +136,7 @@ Index("ix_objects_coll_added", objects.c.coll, objects.c.date_added, unique=True
 # and its update would write a new version of the row (rows are stored merged there).
 # Not unique (two ids may share a hash): Tx.add_objects keeps (coll, stix_id, version_us) unique, under the
 # writer lock. No date_added (migration 0008): an id's few versions are sorted when read.
-Index(
-    "ix_objects_id",
-    objects.c.coll,
-    objects.c.id_hash,
-    sqlite_where=text("NOT fresh"),
-    postgresql_where=text("NOT fresh"),
-)
-Index(
-    "ix_objects_id_fresh",
-    objects.c.coll,
-    objects.c.id_hash,
-    sqlite_where=text("fresh"),
-    postgresql_where=text("fresh"),
-)
+_in_two_levels("ix_objects_id", objects.c.coll, objects.c.id_hash)
 
 # What each recipient has been given (or is due to be given) of each sender's objects: the keyed id and
 # the version history of the recipient's copy. Feedback routes back through this table.
@@ -163,38 +161,10 @@ copies = Table(
     Column("fresh", Boolean, nullable=False, server_default=false()),
 )
 # each in two levels, as ix_objects_id
-Index(
-    "ix_copies_orig",
-    copies.c.recipient_id,
-    copies.c.sender_id,
-    copies.c.orig_hash,
-    sqlite_where=text("NOT fresh"),
-    postgresql_where=text("NOT fresh"),
-)
-Index(
-    "ix_copies_orig_fresh",
-    copies.c.recipient_id,
-    copies.c.sender_id,
-    copies.c.orig_hash,
-    sqlite_where=text("fresh"),
-    postgresql_where=text("fresh"),
-)
+_in_two_levels("ix_copies_orig", copies.c.recipient_id, copies.c.sender_id, copies.c.orig_hash)
 # held copies (out_hash NULL) are never looked up by the reader's id: leaving them out means a release adds
 # the entry instead of moving it. Not unique (two ids may share a hash).
-Index(
-    "ix_copies_out",
-    copies.c.recipient_id,
-    copies.c.out_hash,
-    sqlite_where=text("out_hash IS NOT NULL AND NOT fresh"),
-    postgresql_where=text("out_hash IS NOT NULL AND NOT fresh"),
-)
-Index(
-    "ix_copies_out_fresh",
-    copies.c.recipient_id,
-    copies.c.out_hash,
-    sqlite_where=text("out_hash IS NOT NULL AND fresh"),
-    postgresql_where=text("out_hash IS NOT NULL AND fresh"),
-)
+_in_two_levels("ix_copies_out", copies.c.recipient_id, copies.c.out_hash, where="out_hash IS NOT NULL")
 
 releases = Table(
     "releases",
