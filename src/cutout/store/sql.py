@@ -1000,8 +1000,7 @@ class Tx:
             for i, row in enumerate(rows):
                 row[7] = first + i
             self.objects_added += len(rows)
-            if self.adds_fresh:
-                self.fresh_added += len(rows)
+            self._added_fresh(len(rows))
             self._put(
                 "objects",
                 "coll, stix_id, id_hash, type, version, version_us, spec_version, date_added, latest, body, origin,"
@@ -1204,7 +1203,7 @@ class Tx:
         if self._planned:
             rows = [(r, snd, o, id_hash(o), self.adds_fresh) for r, snd, o in self._planned]
             self._planned.clear()
-            self._added_copies(len(rows))
+            self._added_fresh(len(rows))
             self._put("copies", "recipient_id, sender_id, orig_id, orig_hash, fresh", rows)
         self._write_audit()
         if self._audit is not None and self._audit_dirty:
@@ -1236,7 +1235,7 @@ class Tx:
             else:
                 h = id_hash(key[2])
                 older.append((*values, *(*key[:2], h) * _levels(self._both()), key[2]))
-        self._added_copies(len(new))
+        self._added_fresh(len(new))
         self._put(
             "copies",
             "recipient_id, sender_id, orig_id, orig_hash, out_id, out_hash, created_out, modified_out,"
@@ -1276,7 +1275,8 @@ class Tx:
         """``_by_ids`` for this transaction's store, and the levels it holds rows in."""
         return _by_ids(self.is_sqlite, ids, lead, lead_params, hashed, exact, both=self._both(), hashes=hashes)
 
-    def _added_copies(self, n: int) -> None:
+    def _added_fresh(self, n: int) -> None:
+        """Count ``n`` rows just added (objects or copies), in the small level if this transaction adds there."""
         if self.adds_fresh:
             self.fresh_added += n
 
