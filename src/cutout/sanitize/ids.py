@@ -16,9 +16,6 @@ SCO_NAMESPACE = uuid.UUID("00abedb4-aa42-466c-9c01-fed23315a9b7")
 _HASH_PREFERENCE = ("MD5", "SHA-1", "SHA-256", "SHA-512")
 
 
-#: the bits of a UUID that a UUIDv4 leaves to chance, and the version (4) and variant (RFC 4122) it sets
-_UUID_KEPT = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
-_UUID_V4 = (0x4 << 76) | (0x2 << 62)
 #: HMAC's inner and outer pads (RFC 2104), as byte translation tables
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
@@ -37,8 +34,10 @@ def keyed_id(key: bytes, stix_type: str, *parts: str) -> str:
     mac.update("\x1f".join((stix_type, *parts)).encode())
     out = outer.copy()
     out.update(mac.digest())
-    n = int.from_bytes(out.digest()[:16]) & _UUID_KEPT | _UUID_V4
-    h = f"{n:032x}"
+    d = bytearray(out.digest()[:16])
+    d[6] = (d[6] & 0x0F) | 0x40
+    d[8] = (d[8] & 0x3F) | 0x80
+    h = d.hex()
     return f"{stix_type}--{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -46,8 +45,8 @@ def keyed_id(key: bytes, stix_type: str, *parts: str) -> str:
 def _pads(key: bytes) -> tuple[Any, Any]:
     """HMAC-SHA256 (RFC 2104) after the key: the SHA-256 states of the key's inner and outer pads, copied for
     each id. The same result as ``hmac.new(key, msg, hashlib.sha256)``, written out because a copy of an
-    ``hmac.HMAC`` and its calls go through Python wrappers: 3.7-4.0 against 2.7-2.9 µs per id, and a release
-    makes one or more per copy (docs/benchmarks.md, the twenty-third round)."""
+    ``hmac.HMAC`` and its calls go through Python wrappers: 3.2 against 2.8 µs per id (fifteen interleaved runs of
+    each), and a release makes one or more per copy (docs/benchmarks.md, the twenty-third round)."""
     if len(key) > _BLOCK:
         key = hashlib.sha256(key).digest()
     block = key.ljust(_BLOCK, b"\0")
