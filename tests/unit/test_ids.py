@@ -46,14 +46,15 @@ def test_sco_without_contributing_properties() -> None:
     parts=st.lists(st.text(max_size=60), min_size=1, max_size=6),
 )
 def test_keyed_ids_are_the_uuid_module_s_v4_of_the_hmac(key: bytes, stix_type: str, parts: list[str]) -> None:
-    """keyed_id computes HMAC-SHA256 from the key's pads itself (``_pads``): it must be the hmac module's, for
-    keys shorter and longer than SHA-256's block, and for any text, or every id released so far would change."""
+    """A keyed id is the UUIDv4 of HMAC-SHA256 (the hmac module's), for keys shorter and longer than SHA-256's
+    block and for any text: a faster way to work it out must give the same ids, or every id released so far
+    would change (docs/benchmarks.md, the twenty-third round, tried one)."""
     digest = hmac.new(key, "\x1f".join((stix_type, *parts)).encode(), hashlib.sha256).digest()
     assert keyed_id(key, stix_type, *parts) == f"{stix_type}--{uuid.UUID(bytes=digest[:16], version=4)}"
 
 
 def test_a_keyed_id_released_before_is_the_same_now() -> None:
-    """Fixed values, worked out before ``_pads`` replaced ``hmac.new``: a copy's id must never change."""
+    """Fixed values, worked out with the code of the twenty-second round: a copy's id must never change."""
     assert keyed_id(b"k" * 32, "indicator", "intel", "2", "1", "indicator--x") == (
         "indicator--ddac387f-cad8-490d-9df7-aa93f3376a45"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,12 +17,6 @@ SCO_NAMESPACE = uuid.UUID("00abedb4-aa42-466c-9c01-fed23315a9b7")
 _HASH_PREFERENCE = ("MD5", "SHA-1", "SHA-256", "SHA-512")
 
 
-#: HMAC's inner and outer pads (RFC 2104), as byte translation tables
-_IPAD = bytes(b ^ 0x36 for b in range(256))
-_OPAD = bytes(b ^ 0x5C for b in range(256))
-_BLOCK = hashlib.sha256().block_size  # HMAC-SHA256's block: 64 bytes
-
-
 def keyed_id(key: bytes, stix_type: str, *parts: str) -> str:
     """A UUIDv4-shaped id that only the broker's key links to ``parts``.
 
@@ -29,12 +24,9 @@ def keyed_id(key: bytes, stix_type: str, *parts: str) -> str:
     The first 16 bytes of HMAC-SHA256(key, type ␟ parts), with the version and variant bits of a UUIDv4
     (what ``uuid.UUID(bytes=..., version=4)`` sets).
     """
-    inner, outer = _pads(key)
-    mac = inner.copy()
+    mac = _keyed(key).copy()
     mac.update("\x1f".join((stix_type, *parts)).encode())
-    out = outer.copy()
-    out.update(mac.digest())
-    d = bytearray(out.digest()[:16])
+    d = bytearray(mac.digest()[:16])
     d[6] = (d[6] & 0x0F) | 0x40
     d[8] = (d[8] & 0x3F) | 0x80
     h = d.hex()
@@ -42,15 +34,9 @@ def keyed_id(key: bytes, stix_type: str, *parts: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _pads(key: bytes) -> tuple[Any, Any]:
-    """HMAC-SHA256 (RFC 2104) after the key: the SHA-256 states of the key's inner and outer pads, copied for
-    each id. The same result as ``hmac.new(key, msg, hashlib.sha256)``, written out because a copy of an
-    ``hmac.HMAC`` and its calls go through Python wrappers: 3.2 against 2.8 µs per id (fifteen interleaved runs of
-    each), and a release makes one or more per copy (docs/benchmarks.md, the twenty-third round)."""
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    block = key.ljust(_BLOCK, b"\0")
-    return hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
+def _keyed(key: bytes) -> hmac.HMAC:
+    """The HMAC state after the key (copied for each id: the key's two hashing passes are done once)."""
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def _one_hash(hashes: Mapping[str, Any]) -> dict[str, Any]:
