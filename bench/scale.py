@@ -69,7 +69,7 @@ def fill(folder: Path, objects: int, per: int = 1000, base: int = PASS, steps: i
     """A new exchange in ``folder`` holding ``objects`` objects (a multiple of ``base``) from one provider, each
     released at once to one consumer; the parties' names and tokens are kept in the folder for ``Filled``."""
     if objects % base or base % 10:
-        raise ValueError(f"--objects must be a multiple of {base}")
+        raise ValueError(f"{objects:,} objects are not whole passes of {base:,} (a pass is whole blocks of ten)")
     settings = load_settings(folder, {"check_process": True}, environ={})
     Exchange.init(settings, "Scale bench")
     ex = Exchange.open(settings)
@@ -161,6 +161,8 @@ def main() -> None:
     p.add_argument("--turns", type=int, default=2, help="turns of each exchange, taken alternately")
     p.add_argument("--keep", type=Path, help="fill in this folder and keep it (default: a temporary one)")
     args = p.parse_args()
+    if not 0 < args.small < args.objects:
+        p.error("--small must be smaller than --objects")
     root = args.keep or Path(tempfile.mkdtemp(prefix="cutout-scale-"))
     folders = {size: root / f"exchange-{size}" for size in (args.small, args.objects)}
     try:
