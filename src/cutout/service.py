@@ -1588,16 +1588,18 @@ class Exchange:
             # (read committed): read the other way round, a checkpoint signed in between would cover entries
             # the first read did not see, and the log would be reported short
             checkpoints = [_StoredCheckpoint(c.size, bytes(c.root), c.note) for c in tx.checkpoints()]
-            entries = [
+            # read a chunk at a time as the verifier goes (``Tx.audit_log``): it keeps each entry's leaf hash
+            # only, and a whole log's events would grow with the exchange
+            entries = (
                 LogEntry(
                     r.seq,
                     None if r.salt is None else bytes(r.salt),
                     None if r.event is None else bytes(r.event),
                     bytes(r.commitment),
                 )
-                for r in tx.audit_rows()
-            ]
-        return verify_log(entries, checkpoints, self.audit_key(), origin=self.audit_origin)
+                for r in tx.audit_log()
+            )
+            return verify_log(entries, checkpoints, self.audit_key(), origin=self.audit_origin)
 
     def prove(self, seq: int | None = None, status_id: str | None = None) -> str:
         """A receipt for one audit event (by seq, or the acceptance of a status): verifiable offline."""
@@ -1633,7 +1635,7 @@ class Exchange:
 
     def _seq_of_status(self, status_id: str) -> int:
         with self.store.read() as tx:
-            for r in tx.audit_rows():
+            for r in tx.audit_log():
                 if r.kind == "accept" and r.event is not None and orjson.loads(r.event).get("status") == status_id:
                     return int(r.seq)
         raise NotFound("no acceptance with that status id")

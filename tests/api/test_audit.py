@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 from sqlalchemy import delete, select, update
 
 from cutout.audit.errors import ReceiptError
 from cutout.audit.receipt import verify_receipt
 from cutout.errors import NotFound
 from cutout.store import schema as s
+from cutout.store import sql
 from cutout.store.sql import Tx
 from tests.api.conftest import Caller, World, indicator
 
@@ -178,7 +182,8 @@ def test_a_checkpoint_signed_while_the_log_is_read_does_not_make_it_look_short(
     world.provider.send([indicator()])
     world.exchange.checkpoint()
     interposed: list[str] = []
-    rows, checkpoints = Tx.audit_rows, Tx.checkpoints
+    log, checkpoints = Tx.audit_log, Tx.checkpoints
+    monkeypatch.setattr(sql, "AUDIT_CHUNK", 2)  # the log read in several chunks
 
     def meanwhile() -> None:
         if not interposed:  # after the first of the two reads, whichever it is: once
@@ -186,17 +191,20 @@ def test_a_checkpoint_signed_while_the_log_is_read_does_not_make_it_look_short(
             world.provider.send([indicator(), indicator()])  # new entries, committed on another connection
             world.exchange.checkpoint()  # and a checkpoint over them
 
-    def rows_then(self: Tx, up_to: int | None = None) -> list[Any]:
-        out = rows(self, up_to)
+    def log_then(self: Tx) -> Iterator[Any]:
+        rows = log(self)
+        first = next(rows, None)  # the first chunk read
         meanwhile()
-        return out
+        if first is not None:
+            yield first
+            yield from rows
 
     def checkpoints_then(self: Tx) -> list[Any]:
         out = checkpoints(self)
         meanwhile()
         return out
 
-    monkeypatch.setattr(Tx, "audit_rows", rows_then)
+    monkeypatch.setattr(Tx, "audit_log", log_then)
     monkeypatch.setattr(Tx, "checkpoints", checkpoints_then)
     report = world.exchange.verify_audit()
     monkeypatch.undo()
@@ -204,3 +212,33 @@ def test_a_checkpoint_signed_while_the_log_is_read_does_not_make_it_look_short(
     assert report.ok, report.summary()
     later = world.exchange.verify_audit()  # and all of it verifies once it is read whole
     assert later.ok and later.checkpoints_verified == 2, later.summary()
+
+
+def test_the_log_is_verified_and_searched_a_chunk_at_a_time(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``audit verify`` and a receipt by status id go through the log ``AUDIT_CHUNK`` rows at a time: an
+    acceptance's event names every object of its envelope, and a whole log held at once grew with the exchange
+    (378 MB to verify 1,000,000 objects' worth; docs/benchmarks.md, the twenty-third round)."""
+    world.exchange.add_agreement("Provider One", "Consumer One")
+    statuses = [world.provider.send([indicator()]).json()["id"] for _ in range(4)]
+    world.exchange.checkpoint()
+    entries = len(world.exchange.audit_rows())
+    assert entries > 10
+    monkeypatch.setattr(sql, "AUDIT_CHUNK", 3)
+    chunks: list[str] = []
+
+    def reads(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if re.search(r"\bFROM audit\b(?!_)", statement) and "LIMIT" in statement.upper():  # not audit_checkpoints
+            chunks.append(statement)
+
+    engine = world.exchange.store.engine
+    sqlalchemy.event.listen(engine, "before_cursor_execute", reads)
+    try:
+        report = world.exchange.verify_audit()
+        assert report.ok and report.entries == entries, report.summary()
+        assert len(chunks) == entries // 3 + 1  # every chunk of three, and the short (or empty) last one
+        chunks.clear()
+        receipt = verify_receipt(world.exchange.prove(status_id=statuses[-1]), world.exchange.audit_key())
+        assert json.loads(receipt.event)["status"] == statuses[-1]
+        assert 1 < len(chunks) < entries // 3 + 1  # read up to that acceptance, not beyond
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", reads)
