@@ -1438,12 +1438,9 @@ class Tx:
             return self._audit[0].copy()
         return _load_range(self.get_meta("audit_range"))
 
-    def audit_rows(self, up_to: int | None = None) -> list[Row[Any]]:
-        self._write_audit()
-        q = select(s.audit).order_by(s.audit.c.seq)
-        if up_to is not None:
-            q = q.where(s.audit.c.seq <= up_to)
-        return list(self.conn.execute(q))
+    def audit_rows(self) -> list[Row[Any]]:
+        """The whole log at once, in ``seq`` order (the operator's view, and tests); ``audit_log`` to go through it."""
+        return list(self.audit_log())
 
     def audit_log(self) -> Iterator[Row[Any]]:
         """Every audit row in ``seq`` order, read ``AUDIT_CHUNK`` rows at a time (after the last ``seq`` read:
