@@ -19,6 +19,7 @@ the message without a traceback.
     ├── NotAcceptable           the client accepts no media type we can produce
     ├── TooLarge                the request body is over ``max_content_length``
     ├── StoreUnavailable        the database cannot be reached or did not grant a lock in time; retry
+    ├── Unreachable             (party client) the exchange cannot be reached or did not answer in TAXII
     │   └── WouldWait           (internal) a call that may not wait found a lock taken; nothing was done
     └── InvalidContent          the body is not a valid envelope or holds invalid STIX (``problems``)
 """
@@ -42,6 +43,7 @@ __all__ = [
     "Problem",
     "StoreUnavailable",
     "TooLarge",
+    "Unreachable",
     "UnsupportedMediaType",
     "WouldWait",
 ]
@@ -127,6 +129,15 @@ class WouldWait(StoreUnavailable):
     """Inside ``Store.no_wait``: a transaction found SQLite's lock taken and gave up at once instead of waiting.
     It is raised before the call changed anything durable (see ``Store.no_wait``), so the caller runs the same
     call again where it may wait; should one ever escape, the client hears store-unavailable and resends."""
+
+
+class Unreachable(CutoutError):
+    """The party's own client (``cutout send`` / ``receive``) could not reach the exchange, or what answered
+    was not a TAXII server: connection refused, a timeout, a dropped connection, an answer that is not JSON.
+    A submission may or may not have been stored; resending it is safe (each object is stored once)."""
+
+    code = "exchange-unreachable"
+    title = "Exchange unreachable"
 
 
 @dataclass(frozen=True)

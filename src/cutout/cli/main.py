@@ -622,19 +622,62 @@ def receive(
     out: str | None,
     as_json: bool,
 ) -> None:
-    """Fetch what is in your inbox (or outbox)."""
-    import uuid
+    """Fetch what is in your inbox (or outbox), page by page.
 
-    from cutout.client import Client
+    Each page is printed (and added to --out) as it arrives, so a large inbox needs no more memory than a page.
+    --out is written beside its name and moved there once complete; if the exchange stops answering midway, it
+    holds everything before the point to carry on from, which is printed, and the command exits with 1."""
+    from cutout.client import BundleFile, Client, Received
 
     with Client(url or "", party or "", token or "") as client:
-        got = client.receive(collection, added_after)
-    if out:
-        bundle = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": got.objects}
-        Path(out).write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))
-    lines = [f"{o['type']:<16} {o['id']}  {o.get('name', '')}" for o in got.objects]
-    lines.append(f"{len(got.objects)} objects; next time use --added-after {got.last_added or added_after or '-'}")
-    _emit(as_json, {"objects": got.objects, "last": got.last_added}, "\n".join(lines))
+        pages = client.pages(collection, added_after)
+        # a refusal of the first page (credentials, URL) is the usual error: nothing is written
+        page: Received | None = next(pages)
+        bundle = BundleFile(Path(out)) if out else None
+        stdout = sys.stdout.buffer
+        count, last = 0, added_after
+        failed: CutoutError | None = None
+        if as_json:
+            stdout.write(b'{"objects": [')
+        try:
+            while page is not None:
+                if bundle is not None:
+                    bundle.add(page.objects)
+                if as_json:
+                    if page.objects:
+                        lead = b",\n" if count else b"\n"
+                        stdout.write(lead + b",\n".join(orjson.dumps(o) for o in page.objects))
+                elif page.objects:
+                    click.echo("\n".join(f"{o['type']:<16} {o['id']}  {o.get('name', '')}" for o in page.objects))
+                count += len(page.objects)
+                last = page.last_added or last
+                try:
+                    page = next(pages, None)
+                except CutoutError as exc:
+                    failed, page = exc, None
+        except BaseException:
+            if bundle is not None:
+                bundle.discard()
+            raise
+        if bundle is not None:
+            bundle.close()
+    if as_json:
+        tail: dict[str, Any] = {"last": last, "count": count}
+        if failed is not None:
+            tail["error"] = {"code": failed.code, "message": failed.message}
+        stdout.write(b"\n], " + orjson.dumps(tail)[1:] + b"\n")
+        stdout.flush()
+    else:
+        saved = f" (in {out})" if out else ""
+        if failed is None:
+            click.echo(f"{count} objects{saved}; next time use --added-after {last or '-'}")
+        else:
+            click.echo(f"error: {failed.message}", err=True)
+            click.echo(
+                f"received {count} objects{saved} before it; carry on with --added-after {last or '-'}", err=True
+            )
+    if failed is not None:
+        sys.exit(1)
 
 
 # -- configuration ------------------------------------------------------------------------------------------
