@@ -180,6 +180,9 @@ class BundleFile:
         self.path = path
         self.count = 0
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as a file opened for writing would be, not mkstemp's 0600
         self._tmp = Path(tmp)
         self._out: IO[bytes] = os.fdopen(fd, "wb")
         self._out.write(b'{"type": "bundle", "id": "bundle--%s", "objects": [' % str(uuid.uuid4()).encode())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 from cutout.client import BundleFile
@@ -50,3 +52,13 @@ def test_the_file_is_replaced_only_when_the_bundle_is_closed(tmp_path: Path) -> 
     bundle.add([{"type": "note", "id": "note--2"}])
     bundle.close()
     assert json.loads(out.read_text())["objects"] == [{"type": "note", "id": "note--2"}]
+
+
+def test_the_file_has_the_mode_the_umask_gives(tmp_path: Path) -> None:
+    before = os.umask(0o027)
+    try:
+        bundle = BundleFile(tmp_path / "inbox.json")
+        bundle.close()
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "inbox.json").stat().st_mode) == 0o640
