@@ -1599,11 +1599,12 @@ class Exchange:
                 )
                 for r in tx.audit_log()
             )
-            return verify_log(entries, checkpoints, self.audit_key(), origin=self.audit_origin)
+            # the stored subtrees last (a generator: read once every entry has been): each is written with the
+            # entries that complete it, so all those within the log as read are there
+            return verify_log(entries, checkpoints, self.audit_key(), origin=self.audit_origin, nodes=tx.audit_nodes())
 
     def prove(self, seq: int | None = None, status_id: str | None = None) -> str:
         """A receipt for one audit event (by seq, or the acceptance of a status): verifiable offline."""
-        from cutout.audit.merkle import MerkleTree, leaf_hash
         from cutout.audit.receipt import make_receipt
 
         if seq is None:
@@ -1623,8 +1624,7 @@ class Exchange:
                 latest = tx.latest_checkpoint()
         assert latest is not None
         with self.store.read() as tx:
-            leaves = [leaf_hash(c) for c in tx.audit_commitments(latest.size)]
-        proof = MerkleTree(leaves).inclusion_proof(seq - 1, latest.size)
+            proof = tx.audit_proof(seq - 1, latest.size)
         return make_receipt(
             event=bytes(row.event),
             salt=bytes(row.salt),

@@ -242,3 +242,32 @@ def test_the_log_is_verified_and_searched_a_chunk_at_a_time(world: World, monkey
         assert 1 < len(chunks) < entries // 3 + 1  # read up to that acceptance, not beyond
     finally:
         sqlalchemy.event.remove(engine, "before_cursor_execute", reads)
+
+
+def test_receipts_come_from_the_stored_subtrees_which_verify_checks(world: World) -> None:
+    """Past a tile (256 entries), a receipt's proof is read from the stored subtrees of the tree
+    (``audit_nodes``); ``audit verify`` recomputes them, and says which is wrong or missing: a wrong one
+    would give receipts that do not verify."""
+    from cutout.audit import audit_row
+
+    with world.exchange.store.write() as tx:
+        tx.append_audit([audit_row("test", {"n": n}, 0) for n in range(600)])
+    world.exchange.checkpoint()
+    key = world.exchange.audit_key()
+    for seq in (1, 300, 600):
+        assert json.loads(verify_receipt(world.exchange.prove(seq), key).event)["kind"] in ("init", "test")
+    report = world.exchange.verify_audit()
+    assert report.ok, report.summary()
+
+    nodes = s.audit_nodes
+    _tamper(world, update(nodes).where(nodes.c.level == 8, nodes.c.position == 0).values(hash=b"\0" * 32))
+    report = world.exchange.verify_audit()
+    assert not report.ok
+    assert [p.kind for p in report.problems] == ["node"]
+    assert "the stored tree node over entries 1–256 is not the log's" in report.summary()
+    with pytest.raises(ReceiptError):
+        verify_receipt(world.exchange.prove(300), key)  # its proof goes through that node
+
+    _tamper(world, delete(nodes).where(nodes.c.level == 9))
+    report = world.exchange.verify_audit()
+    assert "1 stored tree nodes are missing, the first over entries 1–512" in report.summary()

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import event
 
 from cutout.audit import audit_row
-from cutout.audit.merkle import CompactRange, leaf_hash
+from cutout.audit.merkle import TILE_LEVEL, CompactRange, MerkleTree, leaf_hash
 from cutout.errors import StoreUnavailable
 from cutout.service import Exchange
 from cutout.store import Store, Tx, sql
@@ -559,7 +559,47 @@ def test_audit_appends_without_gaps_and_keeps_the_range(store: Store, party: int
         expected = CompactRange()
         expected.extend([leaf_hash(r.commitment) for r in rows])
         assert tx.audit_range().root() == expected.root()
-        assert tx.audit_commitments(before + 1)[-1] == rows[before].commitment
+
+
+def test_the_audit_trees_subtrees_are_stored_and_proofs_read_only_a_few(
+    store: Store, party: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every perfect subtree of a tile (256 entries) or more is stored by the transaction that completes it,
+    whatever the transactions' sizes, and a proof (``audit_proof``) is the whole tree's, at the log's size and at
+    an earlier checkpoint's, read from O(log n) of them and at most two tiles of commitments."""
+    with store.read() as tx:
+        before = len(tx.audit_rows())
+    n = 0
+    for batch in (1, 3, 250, 2, 1, 300, 7, 200):  # 764 entries, across tiles and within them
+        with store.write() as tx:
+            tx.append_audit([audit_row("test", {"n": n + i}, T0) for i in range(batch)])
+        n += batch
+    with store.read() as tx:
+        leaves = [leaf_hash(bytes(r.commitment)) for r in tx.audit_rows()]
+        stored = list(tx.audit_nodes())
+    size = before + n
+    assert len(leaves) == size
+    tree = MerkleTree(leaves)
+    assert sorted((v.level, v.position) for v in stored) == [
+        (level, position) for level in range(TILE_LEVEL, size.bit_length()) for position in range(size >> level)
+    ]
+    assert all(v.hash == tree.subtree(v.level, v.position) for v in stored)
+
+    statements: list[str] = []
+    run = Tx._exec
+
+    def traced(self: Tx, q: str, params: Any = ()) -> Any:
+        statements.append(q)
+        return run(self, q, params)
+
+    monkeypatch.setattr(Tx, "_exec", traced)
+    for index, at in ((0, size), (300, size), (size - 1, size), (5, 513), (512, 513), (600, 700)):
+        statements.clear()
+        with store.read() as tx:
+            assert tx.audit_proof(index, at) == tree.inclusion_proof(index, at), (index, at)
+        tiles = [q for q in statements if "FROM audit " in q]
+        assert len(tiles) <= 2 and all("seq > ? AND seq <= ?" in q for q in tiles), statements
+        assert len(statements) - len(tiles) <= at.bit_length(), statements
 
 
 def test_copies_planned_in_the_transaction_are_not_looked_up(
@@ -639,7 +679,9 @@ def test_audit_rows_appended_in_a_transaction_are_read_back_in_it(store: Store, 
         assert row is not None and row.kind == "test" and b'"n":2' in bytes(row.event)
         (third,) = tx.append_audit([audit_row("test", {"n": 3}, T0 + 10)])
         assert [r.seq for r in tx.audit_rows()][-3:] == [first, second, third]
-        assert len(tx.audit_commitments(third)) == third == before + 3
+        assert third == before + 3
+        leaves = [leaf_hash(bytes(r.commitment)) for r in tx.audit_rows()]
+        assert tx.audit_proof(third - 1, third) == MerkleTree(leaves).inclusion_proof(third - 1)
         (fourth,) = tx.append_audit([audit_row("test", {"n": 4}, T0)])
         assert tx.forget_audit_before(T0 + 1) >= 2  # the first and the fourth, not yet written a moment ago
     with store.read() as tx:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from cutout.audit.merkle import TILE_LEVEL, CompactRange, MerkleTree, leaf_hash
 from cutout.settings import Settings
 from cutout.store import Store
 from cutout.store.migrate import current_revision, downgrade, head_revision, upgrade
@@ -291,6 +294,39 @@ def test_0009_puts_every_row_in_the_large_level_of_its_ids_indexes_and_goes_back
         for table in ("objects", "copies"):
             assert "fresh" not in {c["name"] for c in inspect(store.engine).get_columns(table)}
         assert _rows(store, "SELECT stix_id FROM objects") == {(stix_id,)}
+        upgrade(store)
+        assert current_revision(store) == head_revision()
+    finally:
+        store.close()
+
+
+def test_0010_stores_the_audit_trees_subtrees_of_the_log_there_is_and_goes_back(settings: Settings) -> None:
+    """The subtrees 0010 computes from the commitments (more than one batch of them) are the tree's, as the code
+    would have stored them appending, and a proof read from them is the whole tree's; going back drops them."""
+    store = Store(settings.db_url)
+    try:
+        if settings.db_url.startswith("sqlite"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(store, "0009")
+        commitments = [hashlib.sha256(b"entry %d" % i).digest() for i in range(10_300)]
+        with store.engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO audit (seq, at, kind, commitment) VALUES (:s, 1, 'test', :c)"),
+                [{"s": i + 1, "c": c} for i, c in enumerate(commitments)],
+            )
+        upgrade(store, "0010")
+        leaves = [leaf_hash(c) for c in commitments]
+        tree, appended, noted = MerkleTree(leaves), CompactRange(), []
+        for h in leaves:
+            appended.append(h, noted, TILE_LEVEL)
+        stored = _rows(store, "SELECT level, position, hash FROM audit_nodes")
+        assert {(level, position, bytes(h)) for level, position, h in stored} == {tuple(n) for n in noted}
+        assert len(noted) == sum(len(leaves) >> level for level in range(TILE_LEVEL, 14))
+        with store.read() as tx:
+            for index in (0, 4_000, 10_299):
+                assert tx.audit_proof(index, len(leaves)) == tree.inclusion_proof(index)
+        downgrade(store, "0009")
+        assert "audit_nodes" not in inspect(store.engine).get_table_names()
         upgrade(store)
         assert current_revision(store) == head_revision()
     finally:

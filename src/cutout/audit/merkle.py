@@ -28,20 +28,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from cutout.audit.errors import ProofError, TreeError
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
+    "TILE_LEVEL",
     "CompactRange",
     "MerkleTree",
+    "Node",
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
     "node_hash",
     "root",
     "root_from_inclusion_proof",
+    "tiled_inclusion_proof",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -148,6 +152,54 @@ def _consistency_path(old_size: int, new_size: int, mth: _SubtreeHash) -> list[b
             whole = False
     tail.reverse()
     return tail if whole else [mth(lo, hi), *tail]
+
+
+class Node(NamedTuple):
+    """A perfect subtree: the ``position``-th of those of ``2**level`` leaves (leaves ``position << level`` on)."""
+
+    level: int
+    position: int
+    hash: bytes
+
+
+#: the leaves of a tile: a proof needs stored nodes only of subtrees of at least ``1 << TILE_LEVEL`` leaves, and
+#: computes the smaller ones from the leaves of at most two tiles (as C2SP tlog-tiles, whose tiles are 256 wide)
+TILE_LEVEL = 8
+
+
+def tiled_inclusion_proof(
+    index: int,
+    size: int,
+    node: Callable[[int, int], bytes],
+    tile: Callable[[int], Sequence[bytes]],
+    tile_level: int = TILE_LEVEL,
+) -> list[bytes]:
+    """The audit path of leaf ``index`` in the tree of ``size`` leaves without the tree: ``node(level, index)``
+    gives a perfect subtree's hash (``level`` at least ``tile_level``: a whole tile is a node too), ``tile(t)``
+    the leaf hashes of tile ``t`` (leaves ``t << tile_level`` onwards, up to ``size`` at most). O(log n) nodes
+    and at most two tiles, the leaf's own and the last, partial one: every subtree RFC 9162's recursion names
+    starts at a multiple of the power of two at or above its size, so one smaller than a tile lies within one."""
+    if not 0 <= index < size:
+        raise TreeError(f"leaf index {index} is not in a tree of {size} leaves")
+    width = 1 << tile_level
+    tiles: dict[int, list[bytes]] = {}
+
+    def mth(lo: int, hi: int) -> bytes:
+        n = hi - lo
+        if n >= width and n & (n - 1) == 0:
+            return node(n.bit_length() - 1, lo >> (n.bit_length() - 1))
+        if n > width:
+            k = _split(n)
+            return node_hash(mth(lo, lo + k), mth(lo + k, hi))
+        t = lo >> tile_level
+        if t not in tiles:
+            tiles[t] = _hashes(tile(t), "tile leaf hash")
+        leaves = tiles[t][lo - (t << tile_level) : hi - (t << tile_level)]
+        if len(leaves) != n:
+            raise TreeError(f"tile {t} holds {len(tiles[t])} leaves, too few for leaves {lo} to {hi - 1}")
+        return _root_of(leaves)
+
+    return _inclusion_path(index, size, mth)
 
 
 # -- stateless functions ----------------------------------------------------------------------------------------
@@ -277,6 +329,12 @@ class MerkleTree:
     def __len__(self) -> int:
         return self._size
 
+    def subtree(self, level: int, position: int) -> bytes:
+        """The hash of the perfect subtree over leaves ``position << level`` to ``((position + 1) << level) - 1``."""
+        if level < 0 or position < 0 or (position + 1) << level > self._size:
+            raise TreeError(f"no subtree at level {level}, position {position} in a tree of {self._size} leaves")
+        return self._levels[level][position * HASH_SIZE : (position + 1) * HASH_SIZE]
+
     def leaf_hash(self, index: int) -> bytes:
         if not 0 <= index < self._size:
             raise TreeError(f"leaf index {index} is not in a tree of {self._size} leaves")
@@ -380,17 +438,23 @@ class CompactRange:
             acc = node_hash(node, acc)
         return acc
 
-    def append(self, leaf: bytes) -> None:
-        """Append one leaf hash (O(log n), amortised O(1))."""
+    def append(self, leaf: bytes, done: list[Node] | None = None, from_level: int = 1) -> None:
+        """Append one leaf hash (O(log n), amortised O(1)). With ``done``, each perfect subtree this completes at
+        ``from_level`` or above is added to it (``Node``: the nodes :func:`tiled_inclusion_proof` reads)."""
         if not _is_hash(leaf):
             raise TreeError(f"a leaf hash is {HASH_SIZE} bytes")
         self._nodes.append(leaf)
         s = self._size
+        level = 0
         while s & 1:
             right = self._nodes.pop()
             left = self._nodes.pop()
-            self._nodes.append(node_hash(left, right))
+            node = node_hash(left, right)
+            self._nodes.append(node)
             s >>= 1
+            level += 1
+            if done is not None and level >= from_level:
+                done.append(Node(level, ((self._size + 1) >> level) - 1, node))
         self._size += 1
 
     def extend(self, leaf_hashes: Sequence[bytes]) -> None:

@@ -8,6 +8,8 @@
   verifies, and those rows are counted as ``retired``;
 * every checkpoint is signed by the broker's key and its root is the root of the log's first ``size`` entries;
 * each checkpoint is consistent with the next one (an RFC 9162 consistency proof built from the log);
+* given the tree's stored subtrees (``nodes``: what receipts' proofs are read from), that each within the log
+  has the hash the log gives it, and that none is missing;
 
 and returns a :class:`Report` whose ``problems`` name the entry (by ``seq``) or the checkpoint (by size).
 It raises only for a malformed verifier key (a caller mistake, not a finding).
@@ -24,7 +26,7 @@ from typing import NamedTuple, Protocol
 
 from cutout.audit.checkpoint import Checkpoint, VerifierKey, parse_and_verify, parse_verifier_key
 from cutout.audit.errors import AuditError
-from cutout.audit.merkle import HASH_SIZE, MerkleTree, leaf_hash, verify_consistency
+from cutout.audit.merkle import HASH_SIZE, TILE_LEVEL, MerkleTree, leaf_hash, verify_consistency
 
 __all__ = ["CheckpointLike", "LogEntry", "Problem", "Report", "verify_log"]
 
@@ -63,6 +65,7 @@ class Problem:
     ``size``        a checkpoint covers more entries than the log holds
     ``root``        a checkpoint's root is not the root of the log at its size
     ``fork``        two signed checkpoints cannot both be prefixes of one log
+    ``node``        a stored subtree of the tree (which receipts are proven from) is wrong or missing
     ``truncated``   more problems than ``max_problems``; the rest were counted, not listed
     """
 
@@ -151,11 +154,14 @@ def verify_log(
     first_seq: int | None = 1,
     allow_gaps: bool = False,
     max_problems: int = 1000,
+    nodes: Iterable[tuple[int, int, bytes]] | None = None,
 ) -> Report:
     """Check the audit log ``entries`` — ``(seq, salt | None, event | None, commitment)`` in stored ``seq``
     order — against the signed ``checkpoints``; see the module docstring. ``origin``, if given, must be every
     checkpoint's origin. ``first_seq`` is the seq the log starts at (None: any); ``allow_gaps`` accepts holes
-    in the seq numbering (the leaf index is the position in ``entries`` either way)."""
+    in the seq numbering (the leaf index is the position in ``entries`` either way). ``nodes``, if given, are
+    the stored subtrees ``(level, position, hash)`` of ``TILE_LEVEL`` or above, iterated after ``entries``; those
+    past the log's end (appended since it was read) are not judged."""
     vk = verifier_key if isinstance(verifier_key, VerifierKey) else parse_verifier_key(verifier_key)
     sha256 = hashlib.sha256
     problems: list[Problem] = []
@@ -250,6 +256,9 @@ def verify_log(
                     )
                 )
 
+    if nodes is not None:
+        problems.extend(_node_problems(tree, nodes, seqs))
+
     if len(problems) > max_problems:
         extra = len(problems) - max_problems
         problems = [*problems[:max_problems], Problem("truncated", f"… and {extra} more problems")]
@@ -263,3 +272,36 @@ def verify_log(
         root=tree.root(),
         problems=tuple(problems),
     )
+
+
+def _node_problems(tree: MerkleTree, nodes: Iterable[tuple[int, int, bytes]], seqs: Sequence[int]) -> list[Problem]:
+    """The stored subtrees within the log that differ from it, and those missing."""
+    n = tree.size
+    problems: list[Problem] = []
+    seen: set[tuple[int, int]] = set()
+    for level, position, h in nodes:
+        lo, hi = position << level, (position + 1) << level
+        if level < TILE_LEVEL or hi > n:
+            continue
+        seen.add((level, position))
+        if h != tree.subtree(level, position):
+            problems.append(
+                Problem(
+                    "node",
+                    f"the stored tree node over {_span(seqs, lo, hi)} is not the log's: receipts proven through "
+                    "it would not verify",
+                    seq=seqs[lo],
+                )
+            )
+    missing = [(lv, p) for lv in range(TILE_LEVEL, n.bit_length()) for p in range(n >> lv) if (lv, p) not in seen]
+    if missing:
+        lv, p = missing[0]
+        problems.append(
+            Problem(
+                "node",
+                f"{len(missing)} stored tree nodes are missing, the first over {_span(seqs, p << lv, (p + 1) << lv)}:"
+                " receipts of those entries cannot be proven",
+                seq=seqs[p << lv],
+            )
+        )
+    return problems

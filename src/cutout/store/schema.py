@@ -228,6 +228,18 @@ audit = Table(
     Column("event", LargeBinary),  # NULL once retention destroyed it
 )
 
+# The Merkle tree's perfect subtrees of at least 256 leaves (cutout.audit.merkle.TILE_LEVEL), each stored once
+# by the transaction whose entries complete it (migration 0010): a receipt's inclusion proof reads a few of them
+# and the leaves of at most two tiles of 256, instead of every entry of the log (cutout.service.Exchange.prove).
+# Derived from the entries' commitments, which retention keeps: `cutout audit verify` recomputes and compares them.
+audit_nodes = Table(
+    "audit_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary, nullable=False),
+)
+
 # A party may ask a receipt for the audit entries of its own acceptances (statuses.audit_seq, by status id)
 # and deliveries (objects.audit_seq in its inbox, by object id): no table of references beside them.
 

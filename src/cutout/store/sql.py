@@ -62,7 +62,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from cutout.audit.merkle import CompactRange, leaf_hash
+from cutout.audit.errors import TreeError
+from cutout.audit.merkle import TILE_LEVEL, CompactRange, Node, leaf_hash, tiled_inclusion_proof
 from cutout.errors import ConfigError, Conflict, StoreUnavailable, WouldWait
 from cutout.settings import SQLITE_PAGE_SIZE, Settings, is_page_size
 from cutout.store import schema as s
@@ -682,6 +683,8 @@ class Tx:
         #: (a release run appends an event per reader), or before any statement of this transaction reads the
         #: audit table
         self._audit_rows: list[tuple[Any, ...]] = []
+        #: the tree's perfect subtrees of a tile or more its appends completed, not yet written (schema.audit_nodes)
+        self._audit_nodes: list[Node] = []
         #: copies planned in this transaction and not yet written: (recipient, sender, orig id) -> None, in
         #: planning order. A copy released in the transaction that planned it is then written once, whole,
         #: instead of inserted held and updated on release; the rest are inserted by ``flush`` before commit
@@ -1409,7 +1412,8 @@ class Tx:
             return []
         tree = self._audit_tree()
         start = tree.size
-        tree.extend([leaf_hash(r["commitment"]) for r in rows])
+        for r in rows:  # one by one, noting the subtrees completed (a transaction appends one to three)
+            tree.append(leaf_hash(r["commitment"]), self._audit_nodes, TILE_LEVEL)
         self._audit_dirty = True
         seqs = list(range(start + 1, start + len(rows) + 1))
         self._audit_rows += [
@@ -1422,6 +1426,9 @@ class Tx:
         if self._audit_rows:
             rows, self._audit_rows = self._audit_rows, []
             self._put("audit", "at, kind, salt, commitment, event, seq", rows)
+        if self._audit_nodes:
+            nodes, self._audit_nodes = self._audit_nodes, []
+            self._put("audit_nodes", "level, position, hash", nodes)
 
     def _audit_tree(self) -> CompactRange:
         """The range, read (and on PostgreSQL locked) at the first use in this transaction."""
@@ -1474,10 +1481,35 @@ class Tx:
         self._write_audit()
         return self.conn.execute(select(s.audit).where(s.audit.c.seq == seq)).first()
 
-    def audit_commitments(self, up_to: int) -> list[bytes]:
+    def audit_proof(self, index: int, size: int) -> list[bytes]:
+        """The inclusion proof of leaf ``index`` (entry ``index + 1``) in the tree of the log's first ``size``
+        entries: a few stored subtrees (``schema.audit_nodes``) and the commitments of at most two tiles, not the
+        whole log (every receipt read it all: 21 ms at 3,313 entries, and growing with the log)."""
         self._write_audit()
-        q = select(s.audit.c.commitment).where(s.audit.c.seq <= up_to).order_by(s.audit.c.seq)
-        return [bytes(c) for c in self.conn.execute(q).scalars()]
+
+        def node(level: int, position: int) -> bytes:
+            found = self._scalar("SELECT hash FROM audit_nodes WHERE level = ? AND position = ?", (level, position))
+            if found is None:
+                raise TreeError(f"the audit tree's node at level {level}, position {position} is not stored")
+            return bytes(found)
+
+        def tile(t: int) -> list[bytes]:
+            lo = t << TILE_LEVEL
+            rows = self._exec(
+                "SELECT commitment FROM audit WHERE seq > ? AND seq <= ? ORDER BY seq",
+                (lo, min(size, lo + (1 << TILE_LEVEL))),
+            )
+            return [leaf_hash(bytes(c)) for (c,) in rows.fetchall()]
+
+        return tiled_inclusion_proof(index, size, node, tile)
+
+    def audit_nodes(self) -> Iterator[Node]:
+        """Every stored subtree of the audit tree (``schema.audit_nodes``), by level and position."""
+        self._write_audit()
+        for level, position, h in self._exec(
+            "SELECT level, position, hash FROM audit_nodes ORDER BY level, position"
+        ).fetchall():
+            yield Node(int(level), int(position), bytes(h))
 
     def add_checkpoint(self, size: int, root: bytes, note: str, now: int) -> None:
         self.conn.execute(insert(s.audit_checkpoints).values(size=size, root=root, note=note, at=now))

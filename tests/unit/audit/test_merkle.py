@@ -26,14 +26,17 @@ from hypothesis import strategies as st
 from cutout.audit.errors import ProofError, TreeError
 from cutout.audit.merkle import (
     EMPTY_ROOT,
+    TILE_LEVEL,
     CompactRange,
     MerkleTree,
+    Node,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
     node_hash,
     root,
     root_from_inclusion_proof,
+    tiled_inclusion_proof,
     verify_consistency,
     verify_inclusion,
 )
@@ -629,3 +632,73 @@ def test_bad_arguments_raise_tree_errors() -> None:
     assert tree.leaf_hash(7) == LEAF_HASHES[7]
     assert len(tree) == 8
     assert consistency_proof(LEAF_HASHES, 0) == consistency_proof(LEAF_HASHES, 8) == []
+
+
+def _noted(hashes: list[bytes], from_level: int) -> list[Node]:
+    """The perfect subtrees of ``from_level`` or above, as appending the leaves one by one notes them."""
+    tree, done = CompactRange(), []
+    for h in hashes:
+        tree.append(h, done, from_level)
+    return done
+
+
+def test_appending_notes_every_perfect_subtree_once_with_its_hash() -> None:
+    hashes = [leaf_hash(b"%d" % i) for i in range(300)]
+    full = MerkleTree(hashes)
+    noted = _noted(hashes, 2)
+    expected = [(level, position) for level in range(2, 9) for position in range(300 >> level)]
+    assert sorted((n.level, n.position) for n in noted) == sorted(expected)
+    for n in noted:
+        lo = n.position << n.level
+        assert n.hash == root(hashes[lo : lo + (1 << n.level)])
+        if lo == 0:
+            assert n.hash == full.root(1 << n.level)
+    # noting changes nothing of the range itself
+    plain = CompactRange()
+    plain.extend(hashes)
+    noting = CompactRange()
+    for h in hashes:
+        noting.append(h, [], 3)
+    assert noting == plain
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=1, max_value=200), st.data())
+def test_a_tiled_proof_is_the_proof_of_the_whole_tree(size: int, data: st.DataObject) -> None:
+    """With tiles of four leaves, sizes up to 200 cross many tiles and levels of stored nodes."""
+    tile_level = 2
+    hashes = [leaf_hash(b"leaf %d" % i) for i in range(size)]
+    nodes = {(n.level, n.position): n.hash for n in _noted(hashes, tile_level)}
+    tiles_read: list[int] = []
+
+    def tile(t: int) -> list[bytes]:
+        tiles_read.append(t)
+        return hashes[t << tile_level : (t + 1) << tile_level]
+
+    index = data.draw(st.integers(min_value=0, max_value=size - 1))
+    proof = tiled_inclusion_proof(index, size, lambda level, pos: nodes[level, pos], tile, tile_level)
+    assert proof == MerkleTree(hashes).inclusion_proof(index)
+    assert verify_inclusion(hashes[index], index, size, proof, root(hashes))
+    assert len(tiles_read) == len(set(tiles_read)) <= 2  # the leaf's own tile, and the last one
+
+
+def test_a_tiled_proof_at_the_real_tile_width_reads_two_tiles_and_a_few_nodes() -> None:
+    size = 5 * (1 << TILE_LEVEL) + 37
+    hashes = [leaf_hash(b"entry %d" % i) for i in range(size)]
+    nodes = {(n.level, n.position): n.hash for n in _noted(hashes, TILE_LEVEL)}
+    asked: list[tuple[int, int]] = []
+
+    def node(level: int, pos: int) -> bytes:
+        asked.append((level, pos))
+        return nodes[level, pos]
+
+    tiles = {t: hashes[t << TILE_LEVEL : (t + 1) << TILE_LEVEL] for t in range(6)}
+    for index in (0, 255, 256, 700, size - 1):
+        asked.clear()
+        proof = tiled_inclusion_proof(index, size, node, tiles.__getitem__)
+        assert proof == MerkleTree(hashes).inclusion_proof(index)
+        assert len(asked) <= size.bit_length()
+    with pytest.raises(TreeError, match="too few"):
+        tiled_inclusion_proof(size - 1, size, node, lambda t: tiles[t][:10])
+    with pytest.raises(TreeError, match="not in a tree"):
+        tiled_inclusion_proof(size, size, node, tiles.__getitem__)
