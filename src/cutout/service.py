@@ -1634,11 +1634,12 @@ class Exchange:
         )
 
     def _seq_of_status(self, status_id: str) -> int:
+        """The acceptance's entry, kept on its status (a search of the log for it read the whole log)."""
         with self.store.read() as tx:
-            for r in tx.audit_log():
-                if r.kind == "accept" and r.event is not None and orjson.loads(r.event).get("status") == status_id:
-                    return int(r.seq)
-        raise NotFound("no acceptance with that status id")
+            seq = tx.status_audit_seq(status_id)
+        if seq is None:
+            raise NotFound("no acceptance with that status id")
+        return seq
 
     def receipt_for(self, party: Party, ref: str) -> str:
         """A party's own receipt: for the acceptance of one of its statuses, or the delivery of an object in

@@ -1396,6 +1396,11 @@ class Tx:
             (uuid, party_id, now, body, audit_seq),
         )
 
+    def status_audit_seq(self, uuid: str) -> int | None:
+        """The audit entry of a status's acceptance, whoever's it is (the operator's receipts)."""
+        seq = self._scalar("SELECT audit_seq FROM statuses WHERE uuid = ?", (uuid,))
+        return None if seq is None else int(seq)
+
     def status(self, uuid: str, party_id: int) -> bytes | None:
         body = self._scalar("SELECT body FROM statuses WHERE uuid = ? AND party_id = ?", (uuid, party_id))
         return None if body is None else bytes(body)
