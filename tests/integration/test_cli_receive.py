@@ -206,6 +206,11 @@ def test_a_refused_receive_leaves_an_existing_bundle_as_it_was(
     assert out.read_text() == "yesterday's bundle"
     assert _leftovers(tmp_path) == []
 
+    nowhere = cutout("receive", "--out", str(tmp_path / "no" / "such" / "inbox.json"), party=consumer, url=broker.url)
+    assert nowhere.returncode == 1
+    assert "Traceback" not in nowhere.stderr
+    assert f"error: cannot write {tmp_path / 'no' / 'such' / 'inbox.json'}: No such file or directory" in nowhere.stderr
+
 
 def test_an_exchange_that_cannot_be_reached_is_an_error_not_a_traceback(
     inbox: tuple[Party, list[dict[str, Any]]], closed_port: str, tmp_path: Path

