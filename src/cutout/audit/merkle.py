@@ -174,7 +174,7 @@ def tiled_inclusion_proof(
     tile: Callable[[int], Sequence[bytes]],
     tile_level: int = TILE_LEVEL,
 ) -> list[bytes]:
-    """The audit path of leaf ``index`` in the tree of ``size`` leaves without the tree: ``node(level, index)``
+    """The audit path of leaf ``index`` in the tree of ``size`` leaves without the tree: ``node(level, position)``
     gives a perfect subtree's hash (``level`` at least ``tile_level``: a whole tile is a node too), ``tile(t)``
     the leaf hashes of tile ``t`` (leaves ``t << tile_level`` onwards, up to ``size`` at most). O(log n) nodes
     and at most two tiles, the leaf's own and the last, partial one: every subtree RFC 9162's recursion names
