@@ -17,8 +17,9 @@ number; the TLP markings' ids are kept, or nothing would be released); the rate 
 Serving: ``cutout serve`` on each exchange, the two in turns (a host's speed moves by a third within
 minutes: docs/benchmarks.md, "The twenty-first round"), each turn measuring its start-up (until it answers),
 the latency (``measure.latency``: POST one object, the consumer polls until it has it), the consumer paging
-through its whole inbox (``measure.fetch_all``, 1,000 per page), and the serving process's peak resident
-size during that fetch.
+through its whole inbox (``measure.fetch_all``, 1,000 per page), the serving process's peak resident size
+during that fetch, and the other requests parties make (``PATHS``: by id, first pages under each filter, a
+receipt, a withdrawal), each the fastest of three.
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import httpx
 import orjson
 from taxii2client.v21 import Collection
 
@@ -141,15 +144,90 @@ class Turn(NamedTuple):
     start_up: float  # seconds until it answered
     latency: measure.Latency
     fetch: measure.Timed  # the consumer's whole inbox
+    paths: dict[str, float]  # ``PATHS``: seconds, the fastest of ``TRIES`` (inf: not answered within ``PATH_TIMEOUT``)
+
+
+#: the other requests parties make, each timed on the exchange as it stands: the twenty-fourth round found
+#: four paths that grew with the exchange (one first page took 380 s at 1,000,000 objects), which neither the
+#: latency nor the fetch takes
+PATHS = (
+    "one object by id",
+    "its versions",
+    "match[id], one",
+    "first page of objects",
+    "first page of the manifest",
+    "match[version]=first, first page",
+    "match[version]=all, first page",
+    "match[type]=indicator, first page",
+    "added_after past the end",
+    "a receipt of an inbox object",
+    "a withdrawal (provider)",
+)
+TRIES = 3
+PATH_TIMEOUT = 120.0
+
+
+def time_paths(server: Filled) -> dict[str, float]:
+    """Each of ``PATHS`` ``TRIES`` times, the fastest; the withdrawals take the provider's first objects."""
+    headers = {"Accept": "application/taxii+json;version=2.1"}
+    out: dict[str, float] = {}
+    with (
+        httpx.Client(
+            auth=(server.consumer.name, server.consumer.password), headers=headers, timeout=PATH_TIMEOUT
+        ) as reader,
+        httpx.Client(
+            auth=(server.provider.name, server.provider.password), headers=headers, timeout=PATH_TIMEOUT
+        ) as writer,
+    ):
+        inbox, outbox = server._url(server.consumer, "inbox"), server._url(server.provider, "outbox")
+        some = reader.get(inbox + "objects/", params={"limit": 3}).json()["objects"][2]["id"]
+        mine = [o["id"] for o in writer.get(outbox + "objects/", params={"limit": TRIES}).json()["objects"]]
+        asked: dict[str, Callable[[int], httpx.Response]] = {
+            "one object by id": lambda i: reader.get(f"{inbox}objects/{some}/"),
+            "its versions": lambda i: reader.get(f"{inbox}objects/{some}/versions/"),
+            "match[id], one": lambda i: reader.get(inbox + "objects/", params={"match[id]": some}),
+            "first page of objects": lambda i: reader.get(inbox + "objects/", params={"limit": 1000}),
+            "first page of the manifest": lambda i: reader.get(inbox + "manifest/", params={"limit": 1000}),
+            "match[version]=first, first page": lambda i: reader.get(
+                inbox + "objects/", params={"limit": 1000, "match[version]": "first"}
+            ),
+            "match[version]=all, first page": lambda i: reader.get(
+                inbox + "objects/", params={"limit": 1000, "match[version]": "all"}
+            ),
+            "match[type]=indicator, first page": lambda i: reader.get(
+                inbox + "objects/", params={"limit": 1000, "match[type]": "indicator"}
+            ),
+            "added_after past the end": lambda i: reader.get(
+                inbox + "objects/", params={"added_after": "2999-01-01T00:00:00Z"}
+            ),
+            "a receipt of an inbox object": lambda i: reader.get(
+                f"{server.base}/exchange/receipts/{some}/", headers={"Accept": "application/json"}
+            ),
+            "a withdrawal (provider)": lambda i: writer.delete(f"{outbox}objects/{mine[i]}/"),
+        }
+        for name in PATHS:
+            best = math.inf
+            for i in range(TRIES):
+                started = time.perf_counter()
+                try:
+                    r = asked[name](i)
+                except httpx.TimeoutException:
+                    break  # inf: it did not answer in PATH_TIMEOUT
+                if r.status_code != 200:
+                    raise measure.HarnessError(f"{name}: HTTP {r.status_code}: {r.text[:200]}")
+                best = min(best, time.perf_counter() - started)
+            out[name] = best
+    return out
 
 
 def serve(folder: Path, size: int, samples: int, seed: int) -> Turn:
     """One turn on the exchange in ``folder``: start-up, ``samples`` latency samples (new objects, from
-    ``seed``), then the consumer's whole inbox fetched (the objects the latency samples added included)."""
+    ``seed``), then the consumer's whole inbox fetched (the objects the latency samples added included), then
+    the other requests parties make (``PATHS``: the withdrawals revoke copies, which keeps the inbox's count)."""
     with Filled(folder) as server:
         lat = measure.latency(server, Workload(seed).singles(samples + 3), size)
         fetched = measure.fetch_all(server, 1000)
-        return Turn(size, server.start_up, lat, fetched)
+        return Turn(size, server.start_up, lat, fetched, time_paths(server))
 
 
 def main() -> None:
@@ -187,9 +265,19 @@ def main() -> None:
                 f"{turn.latency.p99 * 1000:.2f} ms | {turn.fetch.rate:,.0f}/s ({turn.fetch.objects:,}) | "
                 f"{turn.fetch.peak_rss >> 20} MB |"
             )
+        sizes = sorted(folders)
+        print(f"\n| request (ms, the fastest of {TRIES} in any turn) | " + " | ".join(f"{n:,}" for n in sizes) + " |")
+        print("|---|" + "--:|" * len(sizes))
+        for name in PATHS:
+            best = [min(t.paths[name] for t in turns if t.size == n) for n in sizes]
+            print(f"| {name} | " + " | ".join(_ms(b) for b in best) + " |")
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _ms(seconds: float) -> str:
+    return f"over {PATH_TIMEOUT:.0f} s" if math.isinf(seconds) else f"{seconds * 1000:,.1f}"
 
 
 if __name__ == "__main__":

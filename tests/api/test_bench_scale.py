@@ -1,5 +1,6 @@
 """bench.scale: the exchanges it fills hold what it says, every object released, and a turn measures the
-exchange it serves (docs/benchmarks.md, "The twenty-third round", rests on it)."""
+exchange it serves, the other requests parties make included (docs/benchmarks.md, "The twenty-third round"
+and "The twenty-fourth round", rest on it)."""
 
 from __future__ import annotations
 
@@ -37,5 +38,12 @@ def test_a_filled_exchange_is_served_and_measured(tmp_path: Path) -> None:
     assert turn.size == 60 and turn.start_up > 0
     assert len(turn.latency.samples) == 3
     assert turn.fetch.objects == 66 and turn.fetch.peak_rss > 0  # the inbox, and 3 + 3 warm-up samples
+    assert list(turn.paths) == list(scale.PATHS)
+    assert all(0 < t < scale.PATH_TIMEOUT for t in turn.paths.values()), turn.paths
     turn = scale.serve(folder, 60, samples=3, seed=8)  # the exchange is still there, and takes new objects
-    assert turn.fetch.objects == 72
+    assert turn.fetch.objects == 72  # the first turn's withdrawals revoked copies: new versions, not new objects
+    with sqlite3.connect(folder / "cutout.db") as db:
+        (outbox,) = db.execute(
+            "SELECT count(*) FROM objects o JOIN collections c ON c.id = o.coll WHERE c.kind = 'outbox'"
+        ).fetchone()
+    assert outbox == 60 + 12 - 2 * scale.TRIES  # each turn withdrew three of the provider's objects
