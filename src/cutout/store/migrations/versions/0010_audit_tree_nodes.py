@@ -7,8 +7,9 @@ transaction whose entries complete each, and a proof reads O(log n) of them and 
 tiles of 256 (``cutout.audit.merkle.tiled_inclusion_proof``). The nodes of the log there is are computed here,
 from its commitments (which retention keeps), with RFC 9162's hashes written out as the code has them.
 
-Not compatible with the version before (its appends would not store the nodes): stop every node, upgrade,
-start them again.
+Stop every node, upgrade, start them again: a node of the version before appends entries without storing the
+subtrees they complete, and a receipt through one of those then computes it from the log's entries (slower,
+with a warning), which `cutout audit verify` names.
 
 Revision ID: 0010
 Revises: 0009
