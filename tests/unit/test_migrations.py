@@ -331,3 +331,50 @@ def test_0010_stores_the_audit_trees_subtrees_of_the_log_there_is_and_goes_back(
         assert current_revision(store) == head_revision()
     finally:
         store.close()
+
+
+def test_0011_records_the_types_each_collection_holds_from_its_first_object_and_goes_back(settings: Settings) -> None:
+    """0011 gives each collection a row per type it holds, with the date_added of its first object of it, so a
+    filter by type finds what was there before the upgrade; going back drops the table."""
+    store = Store(settings.db_url)
+    try:
+        if settings.db_url.startswith("sqlite"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(store, "0010")
+        rows = [(1, "indicator", 5), (1, "indicator", 9), (1, "malware", 7), (2, "indicator", 3), (2, "tool", 8)]
+        with store.engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO parties (name, provider, consumer, created, terms) VALUES ('p', true, true, 0, '[]')")
+            )
+            for coll, kind in ((1, "inbox"), (2, "outbox")):
+                conn.execute(
+                    text("INSERT INTO collections (id, uuid, party_id, kind, last_added) VALUES (:c, :u, 1, :k, 9)"),
+                    {"c": coll, "u": f"c{coll}", "k": kind},
+                )
+            for n, (coll, stix_type, added) in enumerate(rows):
+                stix_id = f"{stix_type}--{n}"
+                conn.execute(
+                    text(
+                        "INSERT INTO objects (coll, stix_id, id_hash, type, version, version_us, spec_version,"
+                        " date_added, latest, body) VALUES (:c, :i, :h, :t, 'v', 1, '2.1', :a, true, :b)"
+                    ),
+                    {"c": coll, "i": stix_id, "h": id_hash(stix_id), "t": stix_type, "a": added, "b": b"{}"},
+                )
+        upgrade(store, "0011")
+        assert _rows(store, "SELECT coll, type, spec_version, first_added FROM collection_types") == {
+            (1, "indicator", "2.1", 5),
+            (1, "malware", "2.1", 7),
+            (2, "indicator", "2.1", 3),
+            (2, "tool", "2.1", 8),
+        }
+        with store.read() as tx:
+            assert [r.stix_id for r in tx.page(1, PageQuery(types=("indicator",)))] == ["indicator--0", "indicator--1"]
+            assert [r.stix_id for r in tx.page(2, PageQuery(types=("tool", "malware")))] == ["tool--4"]
+            assert tx.page(2, PageQuery(types=("malware",))) == []
+            assert tx.page(1, PageQuery(spec_versions=("2.0",))) == []
+        downgrade(store, "0010")
+        assert "collection_types" not in inspect(store.engine).get_table_names()
+        upgrade(store)
+        assert current_revision(store) == head_revision()
+    finally:
+        store.close()

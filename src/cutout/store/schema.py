@@ -138,6 +138,22 @@ Index("ix_objects_coll_added", objects.c.coll, objects.c.date_added, unique=True
 # writer lock. No date_added (migration 0008): an id's few versions are sorted when read.
 _in_two_levels("ix_objects_id", objects.c.coll, objects.c.id_hash)
 
+# The types (and spec versions) each collection has held, and the date_added of the first object of each
+# (migration 0011): a filter by type or spec version (``match[type]``, ``match[spec_version]``) reads the
+# collection from there on, and not at all for one it never held. Without it such a request read the whole
+# collection through ix_objects_coll_added, whatever it found: 316 ms for an absent type at 1,000,000 objects
+# (docs/benchmarks.md, "The twenty-fifth round"). Only ever added to (Tx.add_objects, once per new type, spec
+# version and collection), never changed: a deletion leaves a bound that is only wider than it could be. An
+# index by type would have served the rarest types too, at a write per object.
+collection_types = Table(
+    "collection_types",
+    metadata,
+    Column("coll", Integer, primary_key=True, autoincrement=False),
+    Column("type", String(64), primary_key=True),
+    Column("spec_version", String(8), primary_key=True),
+    Column("first_added", BigInteger, nullable=False),
+)
+
 # What each recipient has been given (or is due to be given) of each sender's objects: the keyed id and
 # the version history of the recipient's copy. Feedback routes back through this table.
 # One row per (recipient, sender, orig_id), kept so by Tx.plan_copies under the writer lock: the index is

@@ -36,6 +36,7 @@ import sqlite3
 import threading
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -272,6 +273,9 @@ class Store:
         #: (party id, kind) -> the collection's id: a collection, once committed, never changes or goes away
         #: (only its ``last_added`` moves, which ``Tx.add_objects`` reads afresh), so its id is read once
         self._collection_ids: dict[tuple[int, str], int] = {}
+        #: (collection id, type, spec version) committed to ``collection_types``: a row there, once committed,
+        #: never goes away or changes, so a write need not insert it again (``Tx.add_objects``)
+        self._known_types: set[tuple[int, str, str]] = set()
         wait_ms = max(1, round(lock_timeout * 1000))
         #: per thread: whether its calls may not wait (``no_wait``)
         self._calls = threading.local()
@@ -441,7 +445,7 @@ class Store:
             with conn.begin():
                 if not self.is_sqlite:
                     conn.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK)))
-                tx = Tx(conn, self.is_sqlite, self._collection_ids)
+                tx = Tx(conn, self.is_sqlite, self._collection_ids, self._known_types)
                 if self.is_sqlite:
                     if self._rows is None:
                         self._rows = int(tx._scalar("SELECT coalesce(max(pk), 0) FROM objects"))
@@ -452,6 +456,7 @@ class Store:
         # only now: a collection this transaction created would not exist had it been rolled back, and its id
         # could then be given to another (SQLite reuses the largest rowid)
         self._collection_ids.update(tx.collection_ids)
+        self._known_types.update(tx.types_added)  # as the collections: a rolled-back row is not there
         if self._unplanned is not None and tx.objects_added:
             self._unplanned += tx.objects_added
             if self._unplanned >= STATISTICS_AFTER:
@@ -670,7 +675,13 @@ class Store:
 class Tx:
     """One transaction's worth of store operations."""
 
-    def __init__(self, conn: Connection, is_sqlite: bool, collection_ids: Mapping[tuple[int, str], int]) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        is_sqlite: bool,
+        collection_ids: Mapping[tuple[int, str], int],
+        known_types: AbstractSet[tuple[int, str, str]] = frozenset(),
+    ) -> None:
         self.conn = conn
         self.is_sqlite = is_sqlite
         self._cur: Any = None
@@ -678,6 +689,10 @@ class Tx:
         #: learns only once the transaction has committed)
         self._known_collections = collection_ids
         self.collection_ids: dict[tuple[int, str], int] = {}
+        #: (collection id, type, spec version) known to be in ``collection_types`` before this transaction
+        #: (committed), and those it added there (which the store learns only once the transaction has committed)
+        self._known_types = known_types
+        self.types_added: set[tuple[int, str, str]] = set()
         #: audit rows appended in this transaction and not yet written: written by ``flush`` in one statement
         #: (a release run appends an event per reader), or before any statement of this transaction reads the
         #: audit table
@@ -1003,8 +1018,21 @@ class Tx:
                     (now, len(rows), coll_id),
                 )
                 first = int(last) - len(rows) + 1
+            firsts: dict[tuple[int, str, str], int] = {}  # (coll, type, spec version) -> its first row's date_added
             for i, row in enumerate(rows):
                 row[7] = first + i
+                firsts.setdefault((coll_id, row[3], row[6]), first + i)
+            new_types = [
+                (*key, at) for key, at in firsts.items() if key not in self._known_types and key not in self.types_added
+            ]
+            if new_types:
+                # a type this collection may not have held: its first object's date_added, unless it has a row
+                self._many(
+                    "INSERT INTO collection_types (coll, type, spec_version, first_added) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    new_types,
+                )
+                self.types_added.update(key for key in firsts if key not in self._known_types)
             self.objects_added += len(rows)
             self._added_fresh(len(rows))
             self._put(
@@ -1031,14 +1059,22 @@ class Tx:
         ``spec_version``.
         """
         by_id = stix_id is not None or bool(q.ids)
+        after = q.after
+        if (q.types or q.spec_versions) and not by_id:
+            # from the first object of these types (spec versions) on, and nothing if the collection never held
+            # one: otherwise the filter reads every row of the collection before the first that matches, or all
+            since = self.types_since(coll_id, q.types, q.spec_versions)
+            if since is None:
+                return []
+            after = max(after, since - 1)
         # by id: the collection is named in the condition on the ids (_in_both)
         conds = [] if by_id else ["o.coll = ?"]
         params: list[Any] = [] if by_id else [coll_id]
         order = "o.date_added"
-        if q.after >= 0:
+        if after >= 0:
             # (by id: "+" keeps SQLite from taking the range through ix_objects_coll_added, see below)
             conds.append("+o.date_added > ?" if by_id else "o.date_added > ?")
-            params.append(q.after)
+            params.append(after)
         if by_id:
             ids = [stix_id] if stix_id is not None else q.ids
             cond, values = self._ids(ids, "o.coll = ?", (coll_id,), "o.id_hash", "o.stix_id")
@@ -1090,6 +1126,18 @@ class Tx:
             params,
         )
         return [_PageRow._make(r) for r in cur.fetchall()]
+
+    def types_since(self, coll_id: int, types: Sequence[str] = (), spec_versions: Sequence[str] = ()) -> int | None:
+        """The date_added of the first object of any of ``types`` in any of ``spec_versions`` (either: any) the
+        collection has held, perhaps since deleted, or None if it never held one (``schema.collection_types``)."""
+        conds, params = ["coll = ?"], [coll_id]
+        for column, values in (("type", types), ("spec_version", spec_versions)):
+            if values:
+                cond, more = _one_of(self.is_sqlite, column, values)
+                conds.append(cond)
+                params.extend(more)
+        found = self._scalar(f"SELECT min(first_added) FROM collection_types WHERE {' AND '.join(conds)}", params)
+        return None if found is None else int(found)
 
     def unversioned_added(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, int]:
         """date_added of the objects without created/modified (SCOs): that is their version (§3.4.2)."""
