@@ -160,6 +160,8 @@ PATHS = (
     "match[version]=all, first page",
     "match[type]=indicator, first page",
     "match[type] of a type none has",
+    "match[spec_version]=2.0, none has",
+    "match[version] of an instant none has",
     "added_after past the end",
     "a receipt of an inbox object",
     "a withdrawal (provider)",
@@ -198,9 +200,16 @@ def time_paths(server: Filled) -> dict[str, float]:
             "match[type]=indicator, first page": lambda i: reader.get(
                 inbox + "objects/", params={"limit": 1000, "match[type]": "indicator"}
             ),
-            # the path left as it is: nothing matches, so the page reads the whole inbox (docs/benchmarks.md)
+            # answered from the types the inbox has held (schema.collection_types): it read the whole inbox
             "match[type] of a type none has": lambda i: reader.get(
                 inbox + "objects/", params={"limit": 1000, "match[type]": "x-none-sent"}
+            ),
+            "match[spec_version]=2.0, none has": lambda i: reader.get(
+                inbox + "objects/", params={"limit": 1000, "match[spec_version]": "2.0"}
+            ),
+            # the path left as it is: nothing matches, so the page reads the whole inbox (docs/benchmarks.md)
+            "match[version] of an instant none has": lambda i: reader.get(
+                inbox + "objects/", params={"limit": 1000, "match[version]": "2000-01-01T00:00:00.000Z"}
             ),
             "added_after past the end": lambda i: reader.get(
                 inbox + "objects/", params={"added_after": "2999-01-01T00:00:00Z"}
