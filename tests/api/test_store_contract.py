@@ -357,7 +357,7 @@ def test_a_filter_by_type_reads_from_the_first_object_of_the_type_on(store: Stor
     assert late < every / 10, f"a filter by a type that came late read {late}; the whole collection is {every}"
     assert none < every / 10, f"a filter by types the collection never held read {none}"
     assert spec_none < every / 10, f"a filter by a spec version the collection never held read {spec_none}"
-    with store.write() as tx:  # withdrawn, then back: the bound stays the first ever, and is still right
+    with store.write() as tx:  # the first withdrawn: the bound stays where it was, and the rest are found
         tx.delete_versions(coll.id, _obj(1000).stix_id, PageQuery(versions=("all",)))
     with store.read() as tx:
         assert [r.stix_id for r in tx.page(coll.id, PageQuery(types=("indicator",)))] == ids[1:]
