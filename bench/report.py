@@ -57,6 +57,27 @@ def _cpu(t: Any, what: str = "object") -> str:
     return f"{per * 1e6:,.0f} µs per {what} (one core: ≤ {1 / per:,.0f}/s)"
 
 
+#: the row beside the machine limit's share: what that share leaves per object, and what validation takes of it
+_BUDGET_LABEL = (
+    "CPU per object that 40% of the machine limit leaves on the machine's cores; validating one object once:"
+    " cutout's validator / stix2-validator (OASIS)"
+)
+
+
+def _budget(limit_rate: float, checked: dict[str, float], share: float = 0.40, cores: int | None = None) -> str:
+    """The CPU time per object that ingest at ``share`` of the machine limit's rate allows on ``cores`` cores (the
+    most any ingest could spend there, had one client's envelopes every core to themselves), and the validation
+    that must fit in it: an object checked once with cutout's validator (the exchange checks each object and
+    each copy it releases, so twice) and with stix2-validator."""
+    n = cores or os.cpu_count() or 1
+    allowed = n / (share * limit_rate)
+    ours, oasis = checked["cutout"], checked["oasis"]
+    return (
+        f"{allowed * 1e6:,.1f} µs; {ours * 1e6:,.1f} / {oasis * 1e6:,.0f} µs (an object and its copy with cutout's:"
+        f" {2 * ours * 1e6:,.1f} µs, {2 * ours / allowed:.0%} of it)"
+    )
+
+
 def _split(t: Any, cores: int | None = None) -> str:
     """Where a run's CPU went, per object: cutout's serving process (which holds the write lock), its checking
     process and the client; and the rates that bounds: the serving process on one core, and the three
@@ -143,6 +164,9 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
             _verdict(None if frac is None else frac >= 0.40),
         )
     )
+    checked = get("machine.validation")
+    if limit and checked:
+        rows.append(Row("  " + _BUDGET_LABEL, _budget(limit["rate"], checked), "", "", "", ""))
 
     k, n_once, per_once = sizes.ingest_writers, sizes.ingest_at_once_objects, sizes.ingest_per[-1]
     throughput(

@@ -346,3 +346,20 @@ def test_one_provider_and_several_at_once_send_the_same_objects_in_turns(monkeyp
         "3 providers at once against one, 1,000/envelope (cutout: the same 400 objects, the best of each, in turns)"
     ]
     assert against.cutout == "4.00×"  # 400 / 1 s against 400 / 4 s, not against the ingest row's 200 / 1 s
+
+
+def test_the_budget_row_says_what_the_limits_share_leaves_per_object_and_what_validation_takes() -> None:
+    # 40% of 100,000/s on 2 cores: 50 µs per object; 12 µs to validate once, 2,500 µs with stix2-validator
+    text = report._budget(100_000.0, {"cutout": 12e-6, "oasis": 2.5e-3}, cores=2)
+    assert text == "50.0 µs; 12.0 / 2,500 µs (an object and its copy with cutout's: 24.0 µs, 48% of it)"
+
+
+def test_validation_is_measured_with_both_validators_on_valid_objects() -> None:
+    from bench import machine
+
+    objects = list(Workload().objects(40))
+    cost = machine.validation_cost(objects, oasis_sample=3, repeat=1)
+    assert cost["objects"] == 40 and cost["oasis_objects"] == 3
+    assert 0 < cost["cutout"] < cost["oasis"]  # stix2-validator is the slower by far: milliseconds per object
+    with pytest.raises(ValueError, match="refused 1 of"):
+        machine.validation_cost([*objects[:3], {"type": "indicator", "id": "indicator--nope"}], 1, 1)
