@@ -535,7 +535,8 @@ project's; a MISS is reported, never enforced.
   exchange filled to {big:,}, and on an empty exchange with {s.members[0]:,} more parties registered (every other one a
   provider with {s.members[1]} agreements with the others: the membership of a large sharing community, none
   of it dealing with the bench's parties), the three up at once and their samples taken in {s.latency_turns}
-  turns, a share each, one exchange after the other (so that the host's drift moves all three); medallion at
+  turns, a share each, one exchange after the other (so that the host's drift moves all three; the harness's
+  memory samplers, which wake 50 times a second in the client's process, paused meanwhile); medallion at
   {", ".join(f"{z:,} ({n} samples, {b:.0f} s budget)" for z, n, _, b in s.medallion_latency)}, the sizes of
   the peer baseline (a size is not attempted once a smaller one ran out of its budget). medallion's
   `added_after` filter compares every object with every manifest entry, so one poll costs time quadratic in

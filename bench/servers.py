@@ -15,6 +15,7 @@ harness stops everything it started, however a measurement ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -106,8 +108,27 @@ def _own_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: set while the harness's RSS samplers may sample; cleared by ``samplers_paused``
+_SAMPLING = threading.Event()
+_SAMPLING.set()
+
+
+@contextlib.contextmanager
+def samplers_paused() -> Iterator[None]:
+    """Every ``RssSampler`` of this process takes no sample inside the block: for a measurement that reports no
+    memory figure and is timed on this process's CPU (the latency loop). Each sampler is a thread that wakes 50
+    times a second and reads /proc while holding the GIL; with the three exchanges of the latency rows up at once,
+    they cost taxii2-client 0.05-0.3 ms of CPU per sample (docs/benchmarks.md, "The twenty-fifth round")."""
+    _SAMPLING.clear()
+    try:
+        yield
+    finally:
+        _SAMPLING.set()
+
+
 class RssSampler:
-    """Samples a process's RSS every ``interval`` seconds in a thread; ``mark()`` starts a new window."""
+    """Samples a process's RSS every ``interval`` seconds in a thread; ``mark()`` starts a new window. No sample is
+    taken while ``samplers_paused``: a window should not span such a block."""
 
     def __init__(self, pid: int, interval: float = 0.02) -> None:
         self.pid = pid
@@ -121,6 +142,9 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            if not _SAMPLING.is_set():
+                _SAMPLING.wait(0.5)  # paused: wakes twice a second instead of fifty times
+                continue
             value = rss_bytes(self.pid)
             with self._lock:
                 self._peak = max(self._peak, value)

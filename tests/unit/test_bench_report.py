@@ -363,3 +363,30 @@ def test_validation_is_measured_with_both_validators_on_valid_objects() -> None:
     assert 0 < cost["cutout"] < cost["oasis"]  # stix2-validator is the slower by far: milliseconds per object
     with pytest.raises(ValueError, match="refused 1 of"):
         machine.validation_cost([*objects[:3], {"type": "indicator", "id": "indicator--nope"}], 1, 1)
+
+
+def test_the_memory_samplers_take_no_sample_while_paused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The latency loop pauses the harness's RSS samplers (threads of the client's process that read /proc 50
+    times a second), and they sample again after it."""
+    import os
+    import time
+
+    from bench import servers
+
+    calls: list[float] = []
+    monkeypatch.setattr(servers, "rss_bytes", lambda pid: calls.append(time.monotonic()) or 1)
+    sampler = servers.RssSampler(os.getpid(), interval=0.002)
+    try:
+        time.sleep(0.05)
+        assert len(calls) > 3
+        with servers.samplers_paused():
+            time.sleep(0.01)  # a sample already under way ends
+            before = len(calls)
+            time.sleep(0.1)
+            assert len(calls) == before, "a paused sampler took samples"
+        deadline = time.monotonic() + 2.0
+        while len(calls) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(calls) > before, "the sampler did not sample again after the pause"
+    finally:
+        sampler.stop()
