@@ -177,9 +177,10 @@ def section(results: dict[str, Any], sizes: Sizes, desc: dict[str, str], others:
             f" {_ratio(a and a.rate, b and b.rate)} |"
         )
     a, b = results.get("fetch.sqlite"), results.get("fetch.postgresql")
+    fetched = b or a
+    count = fetched.objects if fetched is not None else sizes.fetch_objects
     rows.append(
-        f"| fetch {(b or a).objects if (a or b) else sizes.fetch_objects:,} objects (limit {sizes.page:,}, best"
-        f" of 3) | {_rate(a)} | {_rate(b)} |"
+        f"| fetch {count:,} objects (limit {sizes.page:,}, best of 3) | {_rate(a)} | {_rate(b)} |"
         f" {_ratio(a and a.rate, b and b.rate)} |"
     )
     for q in ("p50", "p99"):

@@ -310,13 +310,13 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
         )
     sampled = [get(k) for k in ("latency.empty.cutout", "latency.big.cutout", "latency.members.cutout")]
     for who, what in (("server", "cutout serve"), ("client", "taxii2-client")):
-        per = [getattr(lat, f"{who}_cpu", None) if lat is not None else None for lat in sampled]
+        per_case = [getattr(lat, f"{who}_cpu", None) if lat is not None else None for lat in sampled]
         under = getattr(floor, f"{who}_cpu", None) if floor is not None else None
-        if any(x is not None for x in per):
+        if any(x is not None for x in per_case):
             rows.append(
                 Row(
                     f"  {who} CPU per sample ({what}), the three cases above; against the floor's server",
-                    " / ".join(_cpu_ms(x) for x in per) + f" ms; {_cpu_ms(under)} ms",
+                    " / ".join(_cpu_ms(x) for x in per_case) + f" ms; {_cpu_ms(under)} ms",
                     "",
                     "",
                     "",
@@ -355,14 +355,14 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
 
     burst = get("burst.cutout")
     if burst is not None:
-        per = f"{sizes.burst_per:,}"
+        envelope = f"{sizes.burst_per:,}"
         for what, busy, idle in (
             ("a consumer's poll (ten objects)", burst.polls_busy, burst.polls_idle),
             ("a one-object POST (until acknowledged)", burst.posts_busy, burst.posts_idle),
         ):
             rows.append(
                 Row(
-                    f"{what} while the provider POSTs {per}-object envelopes, p50 / p99",
+                    f"{what} while the provider POSTs {envelope}-object envelopes, p50 / p99",
                     p50_p99(busy),
                     "not measured (its poll alone grows with the collection: above)",
                     "",
@@ -374,14 +374,14 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
         rows.append(Row("  the provider's ingest during the burst", _rate(burst.rate), "", "", "", ""))
     at_once = get("burst.at_once.cutout")
     if at_once is not None:
-        per, k = f"{sizes.burst_per:,}", sizes.burst_providers
+        envelope, k = f"{sizes.burst_per:,}", sizes.burst_providers
         for what, busy in (
             ("a consumer's poll (ten objects)", at_once.polls_busy),
             ("a one-object POST (until acknowledged)", at_once.posts_busy),
         ):
             rows.append(
                 Row(
-                    f"{what} while {k} providers POST {per}-object envelopes at once, p50 / p99",
+                    f"{what} while {k} providers POST {envelope}-object envelopes at once, p50 / p99",
                     p50_p99(busy),
                     "not measured",
                     "",
