@@ -391,6 +391,22 @@ def test_a_type_is_known_to_a_collection_only_once_committed(store: Store, party
         assert tx.types_since(coll.id, ["indicator"]) is None
 
 
+def test_the_types_a_store_remembers_are_bounded(store: Store, party: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender of ever new custom types does not grow what a node remembers past ``KNOWN_TYPES``; the types it
+    no longer remembers are inserted again (a no-op), and every filter by type still finds its objects."""
+    monkeypatch.setattr(sql, "KNOWN_TYPES", 3)
+    with store.write() as tx:
+        coll = _inbox(tx, party)
+    for n in range(6):
+        with store.write() as tx:
+            tx.add_objects(coll, [_obj(n, stix_type=f"x-custom-{n}"), _obj(100 + n, stix_type="x-custom-0")], T0)
+    assert len(store._known_types) <= 3 + 2  # the last write before the bound may take it a little past
+    with store.read() as tx:
+        for n in range(6):
+            found = [r.stix_id for r in tx.page(coll.id, PageQuery(types=(f"x-custom-{n}",)))]
+            assert _obj(n, stix_type=f"x-custom-{n}").stix_id in found
+
+
 def test_delete_versions_restores_the_latest(store: Store, party: int, hashes: None) -> None:
     with store.write() as tx:
         coll = _inbox(tx, party)

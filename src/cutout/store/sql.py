@@ -109,6 +109,10 @@ MERGE_AFTER = 20_000
 #: entries dirty most of the large indexes' few leaves anyway, and a merge would only rewrite the rows (on an
 #: exchange of 10,000 objects, ingest through HTTP lost 9-16% with every row added to the small level)
 FRESH_FROM = 5 * MERGE_AFTER
+#: at most how many (collection, type, spec version) the store remembers as committed to ``collection_types``
+#: (``Store._known_types``): a sender of ever new custom types cannot grow a node's memory without bound; past
+#: it, a write inserts the row of each type it brings again (``ON CONFLICT DO NOTHING``), as after a restart
+KNOWN_TYPES = 65_536
 #: SQLite: the pool's size, and at most how many connections the store keeps checked out between calls
 KEPT_CONNECTIONS = 8
 #: how many audit rows ``Tx.audit_log`` reads at a time. An acceptance's event names every object of its
@@ -456,7 +460,8 @@ class Store:
         # only now: a collection this transaction created would not exist had it been rolled back, and its id
         # could then be given to another (SQLite reuses the largest rowid)
         self._collection_ids.update(tx.collection_ids)
-        self._known_types.update(tx.types_added)  # as the collections: a rolled-back row is not there
+        if tx.types_added and len(self._known_types) < KNOWN_TYPES:  # as the collections: not if rolled back
+            self._known_types.update(tx.types_added)
         if self._unplanned is not None and tx.objects_added:
             self._unplanned += tx.objects_added
             if self._unplanned >= STATISTICS_AFTER:
