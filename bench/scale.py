@@ -185,32 +185,25 @@ def time_paths(server: Filled) -> dict[str, float]:
         inbox, outbox = server._url(server.consumer, "inbox"), server._url(server.provider, "outbox")
         some = reader.get(inbox + "objects/", params={"limit": 3}).json()["objects"][2]["id"]
         mine = [o["id"] for o in writer.get(outbox + "objects/", params={"limit": TRIES}).json()["objects"]]
+
+        def first_page(name: str, value: str) -> Callable[[int], httpx.Response]:
+            """The inbox's first page of 1,000 under one filter."""
+            return lambda i: reader.get(inbox + "objects/", params={"limit": 1000, f"match[{name}]": value})
+
         asked: dict[str, Callable[[int], httpx.Response]] = {
             "one object by id": lambda i: reader.get(f"{inbox}objects/{some}/"),
             "its versions": lambda i: reader.get(f"{inbox}objects/{some}/versions/"),
             "match[id], one": lambda i: reader.get(inbox + "objects/", params={"match[id]": some}),
             "first page of objects": lambda i: reader.get(inbox + "objects/", params={"limit": 1000}),
             "first page of the manifest": lambda i: reader.get(inbox + "manifest/", params={"limit": 1000}),
-            "match[version]=first, first page": lambda i: reader.get(
-                inbox + "objects/", params={"limit": 1000, "match[version]": "first"}
-            ),
-            "match[version]=all, first page": lambda i: reader.get(
-                inbox + "objects/", params={"limit": 1000, "match[version]": "all"}
-            ),
-            "match[type]=indicator, first page": lambda i: reader.get(
-                inbox + "objects/", params={"limit": 1000, "match[type]": "indicator"}
-            ),
+            "match[version]=first, first page": first_page("version", "first"),
+            "match[version]=all, first page": first_page("version", "all"),
+            "match[type]=indicator, first page": first_page("type", "indicator"),
             # answered from the types the inbox has held (schema.collection_types): it read the whole inbox
-            "match[type] of a type none has": lambda i: reader.get(
-                inbox + "objects/", params={"limit": 1000, "match[type]": "x-none-sent"}
-            ),
-            "match[spec_version]=2.0, none has": lambda i: reader.get(
-                inbox + "objects/", params={"limit": 1000, "match[spec_version]": "2.0"}
-            ),
+            "match[type] of a type none has": first_page("type", "x-none-sent"),
+            "match[spec_version]=2.0, none has": first_page("spec_version", "2.0"),
             # the path left as it is: nothing matches, so the page reads the whole inbox (docs/benchmarks.md)
-            "match[version] of an instant none has": lambda i: reader.get(
-                inbox + "objects/", params={"limit": 1000, "match[version]": "2000-01-01T00:00:00.000Z"}
-            ),
+            "match[version] of an instant none has": first_page("version", "2000-01-01T00:00:00.000Z"),
             "added_after past the end": lambda i: reader.get(
                 inbox + "objects/", params={"added_after": "2999-01-01T00:00:00Z"}
             ),
