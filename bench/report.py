@@ -64,6 +64,23 @@ _BUDGET_LABEL = (
 )
 
 
+#: the row under the latency's CPU rows: the server's work of a sample without uvicorn or sockets (bench.paced)
+_PACED_LABEL = (
+    "the server's work per sample in process (its ASGI app called directly), back to back / with a {pause:g} ms"
+    " pause before each request, sleeping / spinning"
+)
+
+
+def _paced(work: dict[str, float]) -> str:
+    """CPU per sample of the three ways, and how much more the paced ones cost than back to back."""
+    base = work["back_to_back"]
+    more = ", ".join(f"{work[way] / base:.2f}×" for way in ("sleeping", "spinning")) if base else "—"
+    return (
+        f"{_cpu_ms(base)} / {_cpu_ms(work['sleeping'])} / {_cpu_ms(work['spinning'])} ms ({more};"
+        f" {work['samples']:,.0f} samples each)"
+    )
+
+
 def _budget(limit_rate: float, checked: dict[str, float], share: float = 0.40, cores: int | None = None) -> str:
     """The CPU time per object that ingest at ``share`` of the machine limit's rate allows on ``cores`` cores (the
     most any ingest could spend there, had one client's envelopes every core to themselves), and the validation
@@ -323,6 +340,9 @@ def build_rows(r: dict[str, Any], sizes: Any) -> list[Row]:
                     "",
                 )
             )
+    work = get("latency.paced")
+    if work is not None:
+        rows.append(Row("  " + _PACED_LABEL.format(pause=work["pause"] * 1e3), _paced(work), "", "", "", ""))
     if commit is not None:
         rows.append(
             Row(

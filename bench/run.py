@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import machine, measure
+from bench import machine, measure, paced
 from bench.machine import SQLITE_PAGE_SIZE
 from bench.measure import log
 from bench.pg import carry_section, strip_section
@@ -93,6 +93,11 @@ class Sizes:
     machine_objects: int = 10_000
     # stix2-validator takes milliseconds per object: it validates this many of the machine limit's objects
     oasis_sample: int = 200
+    # a latency sample's server work in process (bench.paced): this many samples a way and turn, in turns, with
+    # this pause (seconds) before each request when paced
+    paced_samples: int = 300
+    paced_turns: int = 3
+    paced_pause: float = 0.001
 
 
 SMOKE = Sizes(
@@ -120,6 +125,8 @@ SMOKE = Sizes(
     fanout_per=50,
     machine_objects=200,
     oasis_sample=5,
+    paced_samples=3,
+    paced_turns=1,
 )
 
 
@@ -188,6 +195,15 @@ class Run:
             floor = measure.latency(stub, self.workload.singles(n), 0)
         self.results["latency.floor"] = floor
         log(f"latency floor (client + HTTP, a server that does nothing): p50 {floor.p50 * 1000:.2f} ms")
+        s = self.sizes
+        n = paced.WARM_UP + s.paced_samples * s.paced_turns * len(paced.WAYS)
+        # on an empty exchange of its own, as the latency's empty case
+        work = paced.paced_work((), self.workload.singles(n), s.paced_pause, s.paced_turns)
+        self.results["latency.paced"] = work
+        log(
+            "a sample's server work in process: "
+            + ", ".join(f"{way.replace('_', ' ')} {work[way] * 1e3:.2f} ms" for way in paced.WAYS)
+        )
 
     def ingest(self) -> None:
         s = self.sizes
@@ -549,7 +565,13 @@ project's; a MISS is reported, never enforced.
   file system, timed 300 times. The **CPU per sample** rows divide the CPU time the server process (from
   `/proc`) and the client (this process, `process_time`) spent over the counted samples by their number:
   client and server take turns within a sample, so a p50 is roughly the two added (less what overlaps),
-  and what the client spends is beyond any server's reach.
+  and what the client spends is beyond any server's reach. Beside them, a sample's **server work in process**
+  (`bench/paced.py`): the app `cutout serve` runs, called directly with the requests taxii2-client sends (a
+  one-object POST, then the poll), on an empty exchange of its own, without uvicorn or sockets; only the CPU
+  inside the calls is counted, {s.paced_samples * s.paced_turns:,} samples a way, in {s.paced_turns} turns:
+  back to back, and with a {s.paced_pause * 1e3:g} ms pause before each request, the process sleeping
+  through it (as a server waits for its client) or spinning (it never leaves the CPU). What the paced ways
+  cost over back to back is the machine's price for the pause, not the server's code.
 - **during a burst**: on a server holding {s.burst_per:,} objects, the consumer GETs
   `objects/?added_after=T&limit=10` (the same ten objects each time) every 10 ms, {s.burst_polls} times, then
   a one-object POST (on a client of its own) is sent every 50 ms, {s.burst_posts} times, its time being until

@@ -390,3 +390,28 @@ def test_the_memory_samplers_take_no_sample_while_paused(monkeypatch: pytest.Mon
         assert len(calls) > before, "the sampler did not sample again after the pause"
     finally:
         sampler.stop()
+
+
+def test_a_samples_server_work_is_taken_three_ways_through_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench.paced calls the app itself: each sample's POST is accepted and its poll receives the object (it
+    raises otherwise), and only the paced ways wait, before each of a sample's two requests."""
+    from bench import paced
+
+    waited: list[tuple[str, float]] = []
+    monkeypatch.setattr(paced, "_spin", lambda s: waited.append(("spin", s)))
+    monkeypatch.setattr(paced.time, "sleep", lambda s: waited.append(("sleep", s)))
+    singles = Workload().singles(1 + 2 * 3)
+    work = paced.paced_work((), singles, pause=0.25, turns=1, warm_up=1)
+    assert work["samples"] == 2 and work["pause"] == 0.25
+    assert all(work[way] > 0 for way in paced.WAYS)
+    assert waited == [("sleep", 0.25)] * 4 + [("spin", 0.25)] * 4  # in WAYS order: back to back waits for nothing
+    with pytest.raises(RuntimeError, match="refused a one-object envelope"):
+        paced.paced_work((), [*singles[:1], {"type": "indicator", "id": "indicator--nope"}] * 2, turns=1, warm_up=0)
+
+
+def test_the_paced_row_gives_the_three_ways_and_what_pacing_adds() -> None:
+    work = {"back_to_back": 1e-3, "sleeping": 1.5e-3, "spinning": 1.4e-3, "samples": 900.0, "pause": 0.001}
+    assert report._paced(work) == "1.00 / 1.50 / 1.40 ms (1.50×, 1.40×; 900 samples each)"
+    rows = {row.name.strip(): row for row in report.build_rows({"latency.paced": work}, Sizes())}
+    label = report._PACED_LABEL.format(pause=1.0)
+    assert "with a 1 ms pause before each request" in label and rows[label].cutout == report._paced(work)
