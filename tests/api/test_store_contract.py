@@ -363,6 +363,31 @@ def test_a_filter_by_type_reads_from_the_first_object_of_the_type_on(store: Stor
         assert [r.stix_id for r in tx.page(coll.id, PageQuery(types=("indicator",)))] == ids[1:]
 
 
+def test_a_page_by_type_is_one_statement(store: Store, party: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound from ``collection_types`` is read inside the page's own statement: on PostgreSQL each
+    statement is a round trip, and a filter by type took two."""
+    with store.write() as tx:
+        coll = _inbox(tx, party)
+        tx.add_objects(coll, [_obj(i, stix_type="ipv4-addr") for i in range(5)], T0)
+    statements: list[str] = []
+    raw_exec = Tx._exec
+
+    def exec_(self: Tx, sql_: str, params: Any = ()) -> Any:
+        statements.append(sql_)
+        return raw_exec(self, sql_, params)
+
+    monkeypatch.setattr(Tx, "_exec", exec_)
+    with store.read() as tx:
+        for q, found in (
+            (PageQuery(types=("ipv4-addr",)), 5),
+            (PageQuery(types=("malware",)), 0),
+            (PageQuery(after=T0 + 2, spec_versions=("2.1",)), 2),
+        ):
+            statements.clear()
+            assert len(tx.page(coll.id, q)) == found
+            assert len(statements) == 1, statements
+
+
 def test_a_type_is_known_to_a_collection_only_once_committed(store: Store, party: int) -> None:
     """The store remembers which types each collection holds, so as not to insert the row again; a type a
     rolled-back transaction brought is not remembered, and its next object still inserts the row (otherwise

@@ -1064,22 +1064,21 @@ class Tx:
         ``spec_version``.
         """
         by_id = stix_id is not None or bool(q.ids)
-        after = q.after
-        if (q.types or q.spec_versions) and not by_id:
-            # from the first object of these types (spec versions) on, and nothing if the collection never held
-            # one: otherwise the filter reads every row of the collection before the first that matches, or all
-            since = self.types_since(coll_id, q.types, q.spec_versions)
-            if since is None:
-                return []
-            after = max(after, since - 1)
         # by id: the collection is named in the condition on the ids (_in_both)
         conds = [] if by_id else ["o.coll = ?"]
         params: list[Any] = [] if by_id else [coll_id]
         order = "o.date_added"
-        if after >= 0:
+        if (q.types or q.spec_versions) and not by_id:
+            # from the first object of these types (spec versions) on, and nothing if the collection never held
+            # one (the bound is then NULL): otherwise the filter reads every row of the collection before the
+            # first that matches, or all. In the same statement: on PostgreSQL a statement is a round trip
+            bound, more = self._types_bound(coll_id, q.after, q.types, q.spec_versions)
+            conds.append(f"o.date_added > ({bound})")
+            params.extend(more)
+        elif q.after >= 0:
             # (by id: "+" keeps SQLite from taking the range through ix_objects_coll_added, see below)
             conds.append("+o.date_added > ?" if by_id else "o.date_added > ?")
-            params.append(after)
+            params.append(q.after)
         if by_id:
             ids = [stix_id] if stix_id is not None else q.ids
             cond, values = self._ids(ids, "o.coll = ?", (coll_id,), "o.id_hash", "o.stix_id")
@@ -1135,14 +1134,36 @@ class Tx:
     def types_since(self, coll_id: int, types: Sequence[str] = (), spec_versions: Sequence[str] = ()) -> int | None:
         """The date_added of the first object of any of ``types`` in any of ``spec_versions`` (either: any) the
         collection has held, perhaps since deleted, or None if it never held one (``schema.collection_types``)."""
+        cond, params = self._types_held(coll_id, types, spec_versions)
+        found = self._scalar(f"SELECT min(first_added) FROM collection_types WHERE {cond}", params)
+        return None if found is None else int(found)
+
+    def _types_held(self, coll_id: int, types: Sequence[str], spec_versions: Sequence[str]) -> tuple[str, list[Any]]:
         conds, params = ["coll = ?"], [coll_id]
         for column, values in (("type", types), ("spec_version", spec_versions)):
             if values:
                 cond, more = _one_of(self.is_sqlite, column, values)
                 conds.append(cond)
                 params.extend(more)
-        found = self._scalar(f"SELECT min(first_added) FROM collection_types WHERE {' AND '.join(conds)}", params)
-        return None if found is None else int(found)
+        return " AND ".join(conds), params
+
+    def _types_bound(
+        self, coll_id: int, after: int, types: Sequence[str], spec_versions: Sequence[str]
+    ) -> tuple[str, list[Any]]:
+        """A scalar subquery, and its parameters, for the date_added after which a page by these types (spec
+        versions) starts: ``after``, or the moment before the first object of them the collection held if that
+        is later (``types_since``); NULL, so that the page is empty, if the collection never held one.
+
+        One value either way, so that each database takes it as the bound of its range over the collection's
+        ``date_added``: SQLite's ``max()`` of several arguments is NULL when one is, PostgreSQL's ``GREATEST``
+        ignores a NULL, and there a group that no row made is no row, so NULL."""
+        cond, params = self._types_held(coll_id, types, spec_versions)
+        if self.is_sqlite:
+            return f"SELECT max(?, min(first_added) - 1) FROM collection_types WHERE {cond}", [after, *params]
+        return (
+            f"SELECT GREATEST(?, min(first_added) - 1) FROM collection_types WHERE {cond} HAVING count(*) > 0",
+            [after, *params],
+        )
 
     def unversioned_added(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, int]:
         """date_added of the objects without created/modified (SCOs): that is their version (§3.4.2)."""
