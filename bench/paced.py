@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300, help="samples per way and turn")
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--pause", type=float, default=0.001, help="seconds before each request, paced")
-    parser.add_argument("--warm", type=int, default=0, help="objects the exchange holds first (tens)")
+    parser.add_argument("--warm", type=int, default=0, help="objects the exchange holds first (a multiple of ten)")
     args = parser.parse_args()
     workload = Workload()
     n = WARM_UP + args.samples * args.turns * len(WAYS)

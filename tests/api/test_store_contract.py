@@ -413,7 +413,8 @@ def test_a_type_is_known_to_a_collection_only_once_committed(store: Store, party
             _obj(n, stix_type="malware").stix_id for n in (2, 3)
         ]
         assert [r.stix_id for r in tx.page(coll.id, PageQuery(types=("tool",)))] == [_obj(4, stix_type="tool").stix_id]
-        assert tx.types_since(coll.id, ["indicator"]) is None
+        held = tx._exec("SELECT type FROM collection_types WHERE coll = ? ORDER BY type", (coll.id,)).fetchall()
+        assert [t for (t,) in held] == ["malware", "tool"]
 
 
 def test_the_types_a_store_remembers_are_bounded(store: Store, party: int, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1131,39 +1131,27 @@ class Tx:
         )
         return [_PageRow._make(r) for r in cur.fetchall()]
 
-    def types_since(self, coll_id: int, types: Sequence[str] = (), spec_versions: Sequence[str] = ()) -> int | None:
-        """The date_added of the first object of any of ``types`` in any of ``spec_versions`` (either: any) the
-        collection has held, perhaps since deleted, or None if it never held one (``schema.collection_types``)."""
-        cond, params = self._types_held(coll_id, types, spec_versions)
-        found = self._scalar(f"SELECT min(first_added) FROM collection_types WHERE {cond}", params)
-        return None if found is None else int(found)
-
-    def _types_held(self, coll_id: int, types: Sequence[str], spec_versions: Sequence[str]) -> tuple[str, list[Any]]:
-        conds, params = ["coll = ?"], [coll_id]
-        for column, values in (("type", types), ("spec_version", spec_versions)):
-            if values:
-                cond, more = _one_of(self.is_sqlite, column, values)
-                conds.append(cond)
-                params.extend(more)
-        return " AND ".join(conds), params
-
     def _types_bound(
         self, coll_id: int, after: int, types: Sequence[str], spec_versions: Sequence[str]
     ) -> tuple[str, list[Any]]:
         """A scalar subquery, and its parameters, for the date_added after which a page by these types (spec
-        versions) starts: ``after``, or the moment before the first object of them the collection held if that
-        is later (``types_since``); NULL, so that the page is empty, if the collection never held one.
+        versions; either: any) starts: ``after``, or the moment before the first object of them the collection
+        has held (perhaps since deleted: ``schema.collection_types``) if that is later; NULL, so that the page
+        is empty, if the collection never held one.
 
         One value either way, so that each database takes it as the bound of its range over the collection's
         ``date_added``: SQLite's ``max()`` of several arguments is NULL when one is, PostgreSQL's ``GREATEST``
         ignores a NULL, and there a group that no row made is no row, so NULL."""
-        cond, params = self._types_held(coll_id, types, spec_versions)
+        conds, params = ["coll = ?"], [coll_id]
+        for column, values in (("type", types), ("spec_version", spec_versions)):
+            if values:
+                part, more = _one_of(self.is_sqlite, column, values)
+                conds.append(part)
+                params.extend(more)
+        held = "FROM collection_types WHERE " + " AND ".join(conds)
         if self.is_sqlite:
-            return f"SELECT max(?, min(first_added) - 1) FROM collection_types WHERE {cond}", [after, *params]
-        return (
-            f"SELECT GREATEST(?, min(first_added) - 1) FROM collection_types WHERE {cond} HAVING count(*) > 0",
-            [after, *params],
-        )
+            return f"SELECT max(?, min(first_added) - 1) {held}", [after, *params]
+        return f"SELECT GREATEST(?, min(first_added) - 1) {held} HAVING count(*) > 0", [after, *params]
 
     def unversioned_added(self, coll_id: int, stix_ids: Iterable[str]) -> dict[str, int]:
         """date_added of the objects without created/modified (SCOs): that is their version (§3.4.2)."""
