@@ -93,6 +93,7 @@ async def _paced(
         settings = load_settings(Path(tmp) / "broker", {}, environ={})
         Exchange.init(settings, "Paced Bench")
         ex = Exchange.open(settings)
+        app = None
         try:
             _, provider_token = ex.add_party("Bench Provider", provider=True, consumer=False)
             _, consumer_token = ex.add_party("Bench Consumer", provider=False, consumer=True)
@@ -179,6 +180,8 @@ async def _paced(
                         await sample(obj, waits[way])
                     spent[way] += inside[0]
         finally:
+            if app is not None:  # its lifespan is not run: a worker thread it started would stay
+                app.state.workers.close()
             ex.close()
     result = {way: spent[way] / (per_part * turns) for way in WAYS}
     result.update(samples=float(per_part * turns), pause=pause)
