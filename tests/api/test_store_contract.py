@@ -278,6 +278,23 @@ def test_page_filters_and_limit(store: Store, party: int, hashes: None) -> None:
         assert tx.page(coll.id, PageQuery(spec_versions=("2.0",), limit=100)) == []
 
 
+@contextlib.contextmanager
+def _traced() -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
+    """The statements ``Tx._exec`` runs inside the block, with their parameters, in order."""
+    statements: list[tuple[str, tuple[Any, ...]]] = []
+    run = Tx._exec
+
+    def traced(self: Tx, q: str, params: Any = ()) -> Any:
+        statements.append((q, tuple(params)))
+        return run(self, q, params)
+
+    Tx._exec = traced  # type: ignore[method-assign]
+    try:
+        yield statements
+    finally:
+        Tx._exec = run  # type: ignore[method-assign]
+
+
 def _rows_read(store: Store, tx: Tx, q: PageQuery, coll: int) -> tuple[list[str], int]:
     """``tx.page``'s ids, and how many rows of ``objects`` its statements read: on SQLite the virtual machine's
     steps, counted by a progress handler (a step per row read and more), on PostgreSQL the rows ``EXPLAIN
@@ -296,18 +313,8 @@ def _rows_read(store: Store, tx: Tx, q: PageQuery, coll: int) -> tuple[list[str]
         finally:
             raw.set_progress_handler(None, 1)  # type: ignore[union-attr]
         return ids, steps[0]
-    statements: list[tuple[str, tuple[Any, ...]]] = []
-    raw_exec = Tx._exec
-
-    def exec_(self: Tx, sql_: str, params: Any = ()) -> Any:
-        statements.append((sql_, tuple(params)))
-        return raw_exec(self, sql_, params)
-
-    Tx._exec = exec_  # type: ignore[method-assign]
-    try:
+    with _traced() as statements:
         ids = [r.stix_id for r in tx.page(coll, q)]
-    finally:
-        Tx._exec = raw_exec  # type: ignore[method-assign]
     read = 0
     for sql_, params in statements:
         if "FROM objects" not in sql_:
@@ -363,28 +370,20 @@ def test_a_filter_by_type_reads_from_the_first_object_of_the_type_on(store: Stor
         assert [r.stix_id for r in tx.page(coll.id, PageQuery(types=("indicator",)))] == ids[1:]
 
 
-def test_a_page_by_type_is_one_statement(store: Store, party: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_page_by_type_is_one_statement(store: Store, party: int) -> None:
     """The bound from ``collection_types`` is read inside the page's own statement: on PostgreSQL each
     statement is a round trip, and a filter by type took two."""
     with store.write() as tx:
         coll = _inbox(tx, party)
         tx.add_objects(coll, [_obj(i, stix_type="ipv4-addr") for i in range(5)], T0)
-    statements: list[str] = []
-    raw_exec = Tx._exec
-
-    def exec_(self: Tx, sql_: str, params: Any = ()) -> Any:
-        statements.append(sql_)
-        return raw_exec(self, sql_, params)
-
-    monkeypatch.setattr(Tx, "_exec", exec_)
     with store.read() as tx:
         for q, found in (
             (PageQuery(types=("ipv4-addr",)), 5),
             (PageQuery(types=("malware",)), 0),
             (PageQuery(after=T0 + 2, spec_versions=("2.1",)), 2),
         ):
-            statements.clear()
-            assert len(tx.page(coll.id, q)) == found
+            with _traced() as statements:
+                assert len(tx.page(coll.id, q)) == found
             assert len(statements) == 1, statements
 
 
@@ -716,9 +715,7 @@ def test_audit_appends_without_gaps_and_keeps_the_range(store: Store, party: int
         assert tx.audit_range().root() == expected.root()
 
 
-def test_the_audit_trees_subtrees_are_stored_and_proofs_read_only_a_few(
-    store: Store, party: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_audit_trees_subtrees_are_stored_and_proofs_read_only_a_few(store: Store, party: int) -> None:
     """Every perfect subtree of a tile (256 entries) or more is stored by the transaction that completes it,
     whatever the transactions' sizes, and a proof (``audit_proof``) is the whole tree's, at the log's size and at
     an earlier checkpoint's, read from O(log n) of them and at most two tiles of commitments."""
@@ -740,18 +737,10 @@ def test_the_audit_trees_subtrees_are_stored_and_proofs_read_only_a_few(
     ]
     assert all(v.hash == tree.subtree(v.level, v.position) for v in stored)
 
-    statements: list[str] = []
-    run = Tx._exec
-
-    def traced(self: Tx, q: str, params: Any = ()) -> Any:
-        statements.append(q)
-        return run(self, q, params)
-
-    monkeypatch.setattr(Tx, "_exec", traced)
     for index, at in ((0, size), (300, size), (size - 1, size), (5, 513), (512, 513), (600, 700)):
-        statements.clear()
-        with store.read() as tx:
+        with store.read() as tx, _traced() as traced:
             assert tx.audit_proof(index, at) == tree.inclusion_proof(index, at), (index, at)
+        statements = [q for q, _ in traced]
         tiles = [q for q in statements if "FROM audit " in q]
         assert len(tiles) <= 2 and all("seq > ? AND seq <= ?" in q for q in tiles), statements
         assert len(statements) - len(tiles) <= at.bit_length(), statements
