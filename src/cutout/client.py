@@ -13,9 +13,18 @@ from typing import IO, Any
 import httpx
 import orjson
 
-from cutout.errors import AuthError, BadRequest, CutoutError, InvalidContent, NotFound, Problem, Unreachable
+from cutout.errors import (
+    AuthError,
+    BadRequest,
+    CutoutError,
+    InvalidContent,
+    NotFound,
+    Problem,
+    TooLarge,
+    Unreachable,
+)
 
-__all__ = ["BundleFile", "Client", "Received"]
+__all__ = ["BundleFile", "Client", "Envelope", "Received", "envelopes", "references"]
 
 TAXII = "application/taxii+json;version=2.1"
 
@@ -24,6 +33,136 @@ TAXII = "application/taxii+json;version=2.1"
 class Received:
     objects: list[dict[str, Any]]
     last_added: str | None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One POST of ``cutout send``: the indexes in the sender's file of the objects it holds, and its body."""
+
+    indexes: tuple[int, ...]
+    body: bytes
+
+
+_HEAD, _TAIL = b'{"objects":[', b"]}"
+
+
+def references(value: Any) -> set[str]:
+    """Every id ``value`` (a STIX object) names in a ``*_ref`` or ``*_refs`` property, at any depth (its
+    ``granular_markings``, ``extensions`` and embedded relationships included)."""
+    found: set[str] = set()
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if isinstance(key, str) and key.endswith("_ref") and isinstance(sub, str):
+                    found.add(sub)
+                elif isinstance(key, str) and key.endswith("_refs") and isinstance(sub, list):
+                    found.update(ref for ref in sub if isinstance(ref, str))
+                elif isinstance(sub, (dict, list)):
+                    todo.append(sub)
+        elif isinstance(item, list):
+            todo.extend(sub for sub in item if isinstance(sub, (dict, list)))
+    return found
+
+
+def _referenced_first(objects: Sequence[Any]) -> list[list[int]]:
+    """The objects' indexes in groups, each object's group after the groups of every object it refers to (by
+    id: each version of it) in ``objects``. A group is a cycle of references (usually one object alone),
+    kept together; objects that do not depend on one another keep the file's order. Tarjan's algorithm,
+    without recursion: a file of 100,000 objects may be one chain."""
+    where: dict[str, list[int]] = {}
+    for i, obj in enumerate(objects):
+        oid = obj.get("id") if isinstance(obj, dict) else None
+        if isinstance(oid, str):
+            where.setdefault(oid, []).append(i)
+    edges = [
+        sorted({j for ref in references(obj) for j in where.get(ref, ()) if j != i}) for i, obj in enumerate(objects)
+    ]
+    order = [-1] * len(objects)  # when each was reached
+    low = [0] * len(objects)
+    open_ = [False] * len(objects)
+    stack: list[int] = []
+    groups: list[list[int]] = []
+    reached = 0
+    for root in range(len(objects)):
+        if order[root] >= 0:
+            continue
+        order[root] = low[root] = reached
+        reached += 1
+        stack.append(root)
+        open_[root] = True
+        work = [(root, 0)]
+        while work:
+            v, k = work[-1]
+            if k < len(edges[v]):
+                work[-1] = (v, k + 1)
+                w = edges[v][k]
+                if order[w] < 0:
+                    order[w] = low[w] = reached
+                    reached += 1
+                    stack.append(w)
+                    open_[w] = True
+                    work.append((w, 0))
+                elif open_[w]:
+                    low[v] = min(low[v], order[w])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[v])
+            if low[v] == order[v]:
+                group: list[int] = []
+                while True:
+                    w = stack.pop()
+                    open_[w] = False
+                    group.append(w)
+                    if w == v:
+                        break
+                groups.append(sorted(group))
+    return groups
+
+
+def envelopes(objects: Sequence[Any], max_bytes: int | None, per: int | None = None) -> list[Envelope]:
+    """``objects`` as the TAXII envelopes ``cutout send`` posts: one, in the file's order, where they fit in
+    ``max_bytes`` (the exchange's ``max_content_length``) and ``per`` objects; otherwise as few as fit, each
+    object after everything of the file it refers to (in an earlier envelope or the same one), so that its
+    references resolve when it is released: an object's copy names only what was released before it or with
+    it. A cycle of references is kept in one envelope where it fits. TooLarge, before anything is sent, for an
+    object that does not fit in an envelope alone."""
+    parts = [orjson.dumps(obj) for obj in objects]
+    room = (max_bytes if max_bytes is not None else 1 << 62) - len(_HEAD) - len(_TAIL)
+    most = per if per is not None else len(parts) or 1
+    for i, part in enumerate(parts):
+        if len(part) > room:
+            oid = objects[i].get("id") if isinstance(objects[i], dict) else None
+            raise TooLarge(
+                f"object {i} ({oid}) is {len(part):,} bytes: with its envelope it is over the exchange's"
+                f" max_content_length ({max_bytes:,} bytes) even alone"
+            )
+    if len(parts) <= most and sum(map(len, parts)) + len(parts) - 1 <= room:
+        return [Envelope(tuple(range(len(parts))), _HEAD + b",".join(parts) + _TAIL)]
+    out: list[Envelope] = []
+    held: list[int] = []
+    size = 0
+
+    def close() -> None:
+        out.append(Envelope(tuple(held), _HEAD + b",".join(parts[i] for i in held) + _TAIL))
+        held.clear()
+
+    for group in _referenced_first(objects):
+        together = sum(len(parts[i]) for i in group) + len(group) - 1
+        fits_alone = len(group) <= most and together <= room
+        if held and fits_alone and (len(held) + len(group) > most or size + 1 + together > room):
+            close()
+        for i in group:
+            if held and (len(held) >= most or size + 1 + len(parts[i]) > room):
+                close()
+            size = (size + 1 if held else 0) + len(parts[i])
+            held.append(i)
+    if held:
+        close()
+    return out
 
 
 class Client:
@@ -132,16 +271,47 @@ class Client:
             self._collections = {c["title"]: c["id"] for c in doc.get("collections", [])}
         return self.api_root() + f"collections/{self._collections[title]}/"
 
+    def max_content_length(self) -> int | None:
+        """The largest body the exchange takes (its API root's ``max_content_length``), None if it says none."""
+        size = self._doc(self._get(self.api_root())).get("max_content_length")
+        return size if type(size) is int and size > 0 else None
+
     def send(self, objects: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        """Post objects to this party's outbox; returns the TAXII status."""
-        resp = self._call(
-            "POST",
-            self.collection("outbox") + "objects/",
-            content=orjson.dumps({"objects": list(objects)}),
-            headers={"Content-Type": TAXII},
-        )
+        """Post objects to this party's outbox as one envelope; returns the TAXII status."""
+        return self._post(orjson.dumps({"objects": list(objects)}))
+
+    def _post(self, body: bytes) -> dict[str, Any]:
+        resp = self._call("POST", self.collection("outbox") + "objects/", content=body, headers={"Content-Type": TAXII})
         result: dict[str, Any] = self._doc(self._check(resp))
         return result
+
+    def send_envelopes(self, envelopes: Sequence[Envelope]) -> dict[str, Any]:
+        """Post ``envelopes`` (from :func:`envelopes`) one after another, each once the one before was
+        acknowledged. One envelope: its TAXII status. Several: their counts added up, their lists joined, and
+        ``statuses`` the status ids. If one is refused or unanswered, the error says how many before it were
+        stored, and a refusal's problems carry the objects' indexes in the file, not in the envelope."""
+        statuses: list[dict[str, Any]] = []
+        for number, envelope in enumerate(envelopes, 1):
+            try:
+                statuses.append(self._post(envelope.body))
+            except CutoutError as exc:
+                if len(envelopes) == 1:
+                    raise
+                raise _in_envelope(exc, number, envelopes) from exc
+        if len(statuses) == 1:
+            return statuses[0]
+        combined: dict[str, Any] = {
+            "envelopes": len(statuses),
+            "statuses": [status.get("id") for status in statuses],
+            "status": "complete" if all(st.get("status") == "complete" for st in statuses) else "pending",
+        }
+        for key in ("total_count", "success_count", "failure_count", "pending_count"):
+            combined[key] = sum(int(status.get(key) or 0) for status in statuses)
+        for key in ("successes", "failures", "pendings"):
+            joined = [item for status in statuses for item in status.get(key) or ()]
+            if joined:
+                combined[key] = joined
+        return combined
 
     def pages(self, title: str = "inbox", added_after: str | None = None, limit: int = 1000) -> Iterator[Received]:
         """Every page of a collection after ``added_after``, following ``next``: one page held at a time. Each
@@ -167,6 +337,25 @@ class Client:
             objects.extend(page.objects)
             last = page.last_added or last
         return Received(objects, last)
+
+
+def _in_envelope(exc: CutoutError, number: int, envelopes: Sequence[Envelope]) -> CutoutError:
+    """``exc``, raised by envelope ``number`` (from 1) of several, said of the file: what was stored before it,
+    and a refusal's problems by their objects' indexes in the file."""
+    before = sum(len(envelope.indexes) for envelope in envelopes[: number - 1])
+    held = len(envelopes[number - 1].indexes)
+    message = f"envelope {number} of {len(envelopes)} ({held:,} objects"
+    if number > 1:
+        message += f"; the {number - 1} before it, {before:,} objects, were stored"
+    message += f"): {exc.message}"
+    if isinstance(exc, InvalidContent):
+        indexes = envelopes[number - 1].indexes
+        problems = tuple(
+            Problem(indexes[p.index] if 0 <= p.index < len(indexes) else p.index, p.object_id, p.message)
+            for p in exc.problems
+        )
+        return InvalidContent(message, problems)
+    return type(exc)(message)
 
 
 class BundleFile:

@@ -104,3 +104,68 @@ def test_send_and_receive_through_a_real_server(tmp_path: Path) -> None:
         assert "unknown or revoked credentials" in wrong.stderr
     finally:
         server.stop()
+
+
+def test_send_cuts_a_file_over_the_size_limit_into_envelopes(tmp_path: Path) -> None:
+    """A file larger than the exchange's max_content_length goes as several envelopes, each object after what it
+    refers to, so every sighting's copy still names its indicator; an invalid object stops it before any is sent."""
+    data = tmp_path / "broker"
+    assert cutout("init", "--data", str(data)).returncode == 0
+    prov = json.loads(cutout("party", "add", "Bank A", "--provider", "--data", str(data), "--json").stdout)
+    cons = json.loads(cutout("party", "add", "CERT", "--consumer", "--data", str(data), "--json").stdout)
+    assert cutout("agreement", "add", "--from", "Bank A", "--to", "CERT", "--data", str(data)).returncode == 0
+    server = start_server(data, extra_env={"CUTOUT_MAX_CONTENT_LENGTH": "4096"})
+    green = ["marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"]
+    at = "2026-11-20T05:00:00.000Z"
+    indicators = [
+        {
+            "type": "indicator", "spec_version": "2.1", "id": f"indicator--7d0f6a32-9d54-4d8e-9f3e-2a1b3c4d{n:04d}",
+            "created": at, "modified": at, "name": f"C2 server {n}", "pattern": f"[ipv4-addr:value = '198.51.100.{n}']",
+            "pattern_type": "stix", "valid_from": at, "object_marking_refs": green,
+        }
+        for n in range(12)
+    ]  # fmt: skip
+    sightings = [
+        {
+            "type": "sighting", "spec_version": "2.1", "id": f"sighting--8d0f6a32-9d54-4d8e-9f3e-2a1b3c4d{n:04d}",
+            "created": at, "modified": at, "sighting_of_ref": indicator["id"], "count": n + 1,
+            "object_marking_refs": green,
+        }
+        for n, indicator in enumerate(indicators)
+    ]  # fmt: skip
+    objects = sightings + indicators  # each sighting before what it names: sent as is, its copy could not name it
+    path = tmp_path / "bundle.json"
+    path.write_text(
+        json.dumps({"type": "bundle", "id": "bundle--5d0f6a32-9d54-4d8e-9f3e-2a1b3c4d5e6f", "objects": objects})
+    )
+    assert path.stat().st_size > 4096
+    as_provider = {"CUTOUT_URL": server.url, "CUTOUT_PARTY": "Bank A", "CUTOUT_TOKEN": prov["token"]}
+    as_consumer = ["--url", server.url, "--party", "CERT", "--token", cons["token"], "--json"]
+    try:
+        # an invalid object, last in the file: refused before anything is sent
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps([*objects, dict(indicators[0], id=indicators[0]["id"][:-4] + "beef", pattern="no")]))
+        refused = cutout("send", str(bad), "--json", env=as_provider)
+        assert refused.returncode == 1
+        error = json.loads(refused.stdout)["error"]
+        assert error["message"] == "1 of 25 objects are not valid STIX 2.1; nothing was sent"
+        assert [p["index"] for p in error["problems"]] == [24]
+        assert json.loads(cutout("receive", *as_consumer).stdout)["objects"] == []
+
+        sent = cutout("send", str(path), "--json", env=as_provider)
+        assert sent.returncode == 0, sent.stderr
+        status = json.loads(sent.stdout)
+        assert status["envelopes"] > 1 and len(status["statuses"]) == status["envelopes"]
+        assert (status["total_count"], status["success_count"], status["status"]) == (24, 24, "complete")
+        assert sorted(s["id"] for s in status["successes"]) == sorted(o["id"] for o in objects)
+        human = cutout("send", str(path), "--per", "5", env=as_provider)  # again: each object is stored once
+        assert human.returncode == 0, human.stderr
+        assert human.stdout.strip() == "accepted 24 of 24 objects in 5 envelopes"
+
+        received = json.loads(cutout("receive", *as_consumer).stdout)["objects"]
+        got = {o["type"]: [x for x in received if x["type"] == o["type"]] for o in objects}
+        assert len(got["indicator"]) == 12 and len(got["sighting"]) == 12
+        names = {o["id"] for o in got["indicator"]}
+        assert {o["sighting_of_ref"] for o in got["sighting"]} == names  # every sighting names its indicator
+    finally:
+        server.stop()

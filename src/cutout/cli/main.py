@@ -596,15 +596,35 @@ def _read_objects(path: str) -> list[Any]:
 @main.command()
 @click.argument("file")
 @client_options
+@click.option(
+    "--per",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most this many objects per envelope (default: one envelope if the file fits the exchange's size limit).",
+)
 @command
-def send(file: str, url: str | None, party: str | None, token: str | None, as_json: bool) -> None:
-    """Send STIX 2.1 (a bundle, an envelope, a list or one object; FILE or - for stdin) to your outbox."""
-    from cutout.client import Client
+def send(file: str, url: str | None, party: str | None, token: str | None, per: int | None, as_json: bool) -> None:
+    """Send STIX 2.1 (a bundle, an envelope, a list or one object; FILE or - for stdin) to your outbox.
+
+    A file that fits the exchange's max_content_length (and --per) goes as one envelope, stored all or nothing.
+    A larger one goes as several, one after another, each object after what it refers to; the whole file is
+    validated here first, so that an invalid object stops it before anything is sent."""
+    from cutout.client import Client, envelopes
+    from cutout.model.validate import Validator
 
     objects = _read_objects(file)
     with Client(url or "", party or "", token or "") as client:
-        status = client.send(objects)
-    _emit(as_json, status, f"accepted {status['success_count']} of {status['total_count']} objects")
+        posts = envelopes(objects, client.max_content_length(), per)
+        if len(posts) > 1:
+            problems = Validator(lazy=True).check_all(objects)
+            if problems:
+                raise InvalidContent(
+                    f"{len(problems)} of {len(objects)} objects are not valid STIX 2.1; nothing was sent",
+                    tuple(problems),
+                )
+        status = client.send_envelopes(posts)
+    spread = f" in {len(posts)} envelopes" if len(posts) > 1 else ""
+    _emit(as_json, status, f"accepted {status['success_count']} of {status['total_count']} objects{spread}")
 
 
 @main.command()
