@@ -60,11 +60,11 @@ def _inbox_names(settings: Settings) -> list[str]:
 def test_a_new_brokers_database_has_the_configured_page_size(tmp_path: Path) -> None:
     settings, ex = _broker(tmp_path)
     ex.close()
-    assert settings.sqlite_page_size == SQLITE_PAGE_SIZE == 16384
-    assert _file_page_size(settings) == (16384, "wal")
-    other, ex = _broker(tmp_path / "other", sqlite_page_size=8192)
+    assert settings.sqlite_page_size == SQLITE_PAGE_SIZE == 8192
+    assert _file_page_size(settings) == (8192, "wal")
+    other, ex = _broker(tmp_path / "other", sqlite_page_size=16384)
     ex.close()
-    assert _file_page_size(other) == (8192, "wal")
+    assert _file_page_size(other) == (16384, "wal")
 
 
 def test_an_existing_database_keeps_its_page_size_and_works_on(tmp_path: Path) -> None:
@@ -146,7 +146,7 @@ def test_repack_refuses_what_is_not_a_sqlite_page_size(tmp_path: Path) -> None:
         pg.close()
 
 
-@pytest.mark.parametrize("page_size", [4096, 16384])
+@pytest.mark.parametrize("page_size", [4096, 8192, 16384])
 def test_the_wal_is_checkpointed_at_the_same_bytes_whatever_the_page_size(tmp_path: Path, page_size: int) -> None:
     """SQLite counts its checkpoint threshold in pages (1,000): the store sets it so that the WAL is copied
     back at about 4 MB with 16 KiB pages as with 4 KiB ones (a larger threshold made each checkpoint a longer

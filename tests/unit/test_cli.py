@@ -107,7 +107,7 @@ def test_config_check(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
     assert code == 0 and json.loads(out)["ok"] is True and json.loads(out)["notes"] == []
     assert run("db", "repack", "--page-size", "4096")[0] == 0  # as a database made before the setting
     code, out = run("config", "check")
-    assert code == 0 and "note: the database has pages of 4096 bytes, not sqlite_page_size (16384)" in out
+    assert code == 0 and "note: the database has pages of 4096 bytes, not sqlite_page_size (8192)" in out
     assert "run 'cutout db repack'" in out
     (tmp_path / "broker" / "cutout.toml").write_text("[cutout]\nport = 0\n")
     code, out = run("config", "check")
@@ -176,11 +176,11 @@ def test_db_repack(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert code == 1 and "cutout init" in out
     run("init")
     code, out = run("db", "repack")
-    assert code == 0 and out.strip() == "page size 16384 is current"
-    code, out = run("db", "repack", "--page-size", "8192")
-    assert code == 0 and out.strip() == "repacked: page size 16384 -> 8192"
+    assert code == 0 and out.strip() == "page size 8192 is current"
+    code, out = run("db", "repack", "--page-size", "16384")
+    assert code == 0 and out.strip() == "repacked: page size 8192 -> 16384"
     code, out = run("db", "repack", "--page-size", "4096", "--json")
-    assert code == 0 and json.loads(out) == {"page_size_before": 8192, "page_size": 4096}
+    assert code == 0 and json.loads(out) == {"page_size_before": 16384, "page_size": 4096}
     code, out = run("db", "repack", "--page-size", "3000")
     assert code == 1 and "power of two" in out
     code, out = run("party", "add", "Bank A", "--provider")  # the broker works on after it

@@ -129,7 +129,8 @@ Index("ix_objects_coll_added", objects.c.coll, objects.c.date_added, unique=True
 # Objects are found by id through two indexes of (coll, id_hash), as a log-structured merge tree keeps two
 # levels (migration 0009): the rows added lately in a small one, the rest in a large one. An id's hash is
 # random, so each entry of an envelope lands on a leaf of its own of an index of the whole collection, and
-# the commit writes each leaf it changed (16 KiB each): at 100,000 objects a 100-object envelope wrote 5.2 MB.
+# the commit writes each leaf it changed (16 KiB pages then): at 100,000 objects a 100-object envelope wrote
+# 5.2 MB.
 # The small index has a few dozen leaves, and Tx.merge_fresh moves its entries into the large one in
 # batches of thousands, which share the large one's leaves. A read asks both (cutout.store.sql._in_both). On
 # SQLite only, once the table holds sql.FRESH_FROM rows: PostgreSQL's WAL logs an index entry, not its page,
