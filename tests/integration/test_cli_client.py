@@ -163,9 +163,10 @@ def test_send_cuts_a_file_over_the_size_limit_into_envelopes(tmp_path: Path) -> 
         assert human.stdout.strip() == "accepted 24 of 24 objects in 5 envelopes"
 
         received = json.loads(cutout("receive", *as_consumer).stdout)["objects"]
-        got = {o["type"]: [x for x in received if x["type"] == o["type"]] for o in objects}
-        assert len(got["indicator"]) == 12 and len(got["sighting"]) == 12
-        names = {o["id"] for o in got["indicator"]}
-        assert {o["sighting_of_ref"] for o in got["sighting"]} == names  # every sighting names its indicator
+        got_indicators = [o for o in received if o["type"] == "indicator"]
+        got_sightings = [o for o in received if o["type"] == "sighting"]
+        assert len(got_indicators) == 12 and len(got_sightings) == 12
+        # every sighting names an indicator the consumer has, each a different one
+        assert {o["sighting_of_ref"] for o in got_sightings} == {o["id"] for o in got_indicators}
     finally:
         server.stop()
